@@ -1,0 +1,103 @@
+"""The one configuration object of the gateway process, and the one place that reads the environment.
+
+Precedence: command-line flag > environment variable > default. The seed's variables MODEL_AFTER_ID,
+MODEL_BEFORE_ID, DEVICE, HOST and PORT are still honoured.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+DEMO_PAIR_DIR = Path(__file__).parent / "demo_pair"
+PLACEMENTS = ("auto", "colocated", "split")
+
+
+@dataclass
+class ServerConfig:
+    after: str = field(default=str(DEMO_PAIR_DIR / "after"), metadata={"env": "MODEL_AFTER_ID",
+                       "help": "post-trained model: hub id or local directory (default: the built-in demo pair)"})
+    before: str = field(default=str(DEMO_PAIR_DIR / "before"), metadata={"env": "MODEL_BEFORE_ID",
+                        "help": "base model: hub id or local directory"})
+    device: str = field(default="auto", metadata={"env": "DEVICE",
+                        "help": "auto (cuda:0 if visible, else cpu), cpu, cuda, cuda:N"})
+    dtype: str = field(default="auto", metadata={"env": "DIFFAMP_DTYPE",
+                       "help": "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"})
+    host: str = field(default="127.0.0.1", metadata={"env": "HOST", "help": "address to bind"})
+    port: int = field(default=50051, metadata={"env": "PORT", "help": "gRPC port (0 picks a free one)"})
+    placement: str = field(default="auto", metadata={"env": "DIFFAMP_PLACEMENT",
+                           "help": "auto, colocated (one actor, both models) or split (one actor per model)"})
+    ray_address: str = field(default="", metadata={"env": "RAY_ADDRESS",
+                             "help": "join this Ray cluster; empty starts a local one"})
+    ray_num_cpus: int = field(default=0, metadata={"env": "DIFFAMP_RAY_NUM_CPUS",
+                              "help": "CPUs of the local Ray instance (0: all)"})
+    worker_cpus: float = field(default=1.0, metadata={"env": "DIFFAMP_WORKER_CPUS",
+                               "help": "Ray CPUs each model actor reserves"})
+    torch_threads: int = field(default=0, metadata={"env": "DIFFAMP_TORCH_THREADS",
+                               "help": "torch threads in each worker (0: all cores)"})
+    tokenizer_class: str = field(default="", metadata={"env": "DIFFAMP_TOKENIZER_CLASS",
+                                 "help": "force a transformers tokenizer class, e.g. LlamaTokenizer"})
+    trust_remote_code: bool = field(default=False, metadata={"env": "DIFFAMP_TRUST_REMOTE_CODE",
+                                    "help": "run model repositories' own Python code (off by default)"})
+    max_batch_size: int = field(default=64, metadata={"env": "DIFFAMP_MAX_BATCH_SIZE",
+                                "help": "KV slots: sequences decoded together per step"})
+    max_seq_len: int = field(default=1024, metadata={"env": "DIFFAMP_MAX_SEQ_LEN",
+                             "help": "positions per KV slot (prompt + completion); capped at the models' context"})
+    max_queued: int = field(default=1024, metadata={"env": "DIFFAMP_MAX_QUEUED",
+                            "help": "sequences waiting for a KV slot before new requests get RESOURCE_EXHAUSTED"})
+    max_n: int = field(default=1024, metadata={"env": "DIFFAMP_MAX_N", "help": "largest n per request"})
+    max_logprobs: int = field(default=20, metadata={"env": "DIFFAMP_MAX_LOGPROBS", "help": "largest logprobs K"})
+    max_stop_strings: int = field(default=8, metadata={"env": "DIFFAMP_MAX_STOP_STRINGS",
+                                  "help": "most stop strings per request"})
+    max_stop_string_chars: int = field(default=64, metadata={"env": "DIFFAMP_MAX_STOP_STRING_CHARS",
+                                       "help": "longest stop string"})
+    alpha_bound: float = field(default=100.0, metadata={"env": "DIFFAMP_ALPHA_BOUND", "help": "|alpha| limit"})
+    max_message_bytes: int = field(default=4 * 1024 * 1024, metadata={"env": "DIFFAMP_MAX_MESSAGE_BYTES",
+                                   "help": "largest gRPC message received or sent"})
+    drain_seconds: float = field(default=30.0, metadata={"env": "DIFFAMP_DRAIN_SECONDS",
+                                 "help": "on SIGTERM, how long in-flight streams may finish"})
+    auth_token: str = field(default="", metadata={"env": "DIFFAMP_AUTH_TOKEN", "secret": True,
+                            "help": "require 'authorization: Bearer TOKEN' (health stays open)"})
+    tls_cert: str = field(default="", metadata={"env": "DIFFAMP_TLS_CERT", "help": "PEM certificate file"})
+    tls_key: str = field(default="", metadata={"env": "DIFFAMP_TLS_KEY", "help": "PEM private key file"})
+
+    def __post_init__(self):
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}; got {self.placement!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in [0, 65535]; got {self.port}")
+        for name in ("max_batch_size", "max_seq_len", "max_n", "max_queued", "max_message_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("TLS needs both a certificate and a key file")
+        if self.alpha_bound <= 0:
+            raise ValueError(f"alpha_bound must be > 0; got {self.alpha_bound}")
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "ServerConfig":
+        """Defaults, then environment variables, then explicit overrides (flags) that are not None."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def redacted(self) -> dict:
+        """The configuration as a dict for logs, with secrets replaced."""
+        return {f.name: ("***" if f.metadata.get("secret") and getattr(self, f.name) else getattr(self, f.name))
+                for f in fields(self)}
+
+
+def _parse(type_name, raw: str):
+    if type_name in (bool, "bool"):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if type_name in (int, "int"):
+        return int(raw)
+    if type_name in (float, "float"):
+        return float(raw)
+    return raw

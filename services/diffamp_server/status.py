@@ -1,0 +1,77 @@
+"""Domain errors to gRPC statuses, with google.rpc details (ErrorInfo, and BadRequest for invalid fields)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from .errors import DiffampError, InvalidArgument, Overloaded, ShuttingDown, WorkerUnavailable
+
+log = logging.getLogger(__name__)
+DOMAIN = "diffamp.v1"
+
+_CODES = {
+    InvalidArgument: code_pb2.INVALID_ARGUMENT,
+    Overloaded: code_pb2.RESOURCE_EXHAUSTED,
+    WorkerUnavailable: code_pb2.UNAVAILABLE,
+    ShuttingDown: code_pb2.UNAVAILABLE,
+}
+
+
+def to_status(exc: DiffampError) -> grpc.Status:
+    code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), code_pb2.INTERNAL)
+    details = []
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN))
+    details.append(info)
+    if isinstance(exc, InvalidArgument):
+        bad = any_pb2.Any()
+        bad.Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)]))
+        details.append(bad)
+    return rpc_status.to_status(status_pb2.Status(code=code, message=str(exc), details=details))
+
+
+def grpc_errors(method):
+    """Aborts the RPC with a mapped status when a handler (unary or streaming) raises; unknown errors are INTERNAL."""
+
+    async def abort(context, exc: Exception):
+        if isinstance(exc, ValueError):
+            exc = InvalidArgument("request", str(exc))
+        if isinstance(exc, DiffampError):
+            await context.abort_with_status(to_status(exc))
+        log.error("unexpected error in %s", method.__name__, exc_info=exc)
+        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+    if _is_async_gen(method):
+        @functools.wraps(method)
+        async def stream_wrapper(self, request, context):
+            try:
+                async for item in method(self, request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a status
+                await abort(context, exc)
+        return stream_wrapper
+
+    @functools.wraps(method)
+    async def unary_wrapper(self, request, context):
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await abort(context, exc)
+    return unary_wrapper
+
+
+def _is_async_gen(fn) -> bool:
+    import inspect
+
+    return inspect.isasyncgenfunction(fn)

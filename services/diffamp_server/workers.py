@@ -1,0 +1,196 @@
+"""Ray actors that hold the models, and the gateway-side clients that drive one step at a time.
+
+colocated: one PairWorker holds both models; logits are handed over by reference in its process.
+split: an AfterWorker and a BeforeWorker, each with its own device; the before logits reach the after
+worker over a torch.distributed group (NCCL on GPUs, gloo on CPU), never through the object store.
+Only StepPlans (token ids, rows, sampling parameters) and StepResults (token ids, logprobs) travel by Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+
+from .engine import PairEngine, Sampler
+from .loading import ModelSource
+from .model_runner import ModelRunner, RunnerInfo
+from .plan import StepPlan, StepResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs to (re)build itself; Ray re-runs __init__ with it on restart."""
+
+    after: ModelSource
+    before: ModelSource
+    dtype: str
+    after_device: str
+    before_device: str
+    max_batch_size: int
+    max_seq_len: int
+    shared_vocab: tuple[bool, ...]
+    torch_threads: int = 0
+
+
+def _set_threads(spec: WorkerSpec) -> None:
+    torch.set_num_threads(spec.torch_threads or os.cpu_count() or 1)
+
+
+class PairWorker:
+    """Both models in one process (colocated placement)."""
+
+    def __init__(self, spec: WorkerSpec):
+        _set_threads(spec)
+        after = ModelRunner.load(spec.after, spec.dtype, spec.after_device, spec.max_batch_size, spec.max_seq_len)
+        before = ModelRunner.load(spec.before, spec.dtype, spec.before_device, spec.max_batch_size, spec.max_seq_len)
+        self.engine = PairEngine(after, before, torch.tensor(spec.shared_vocab), spec.max_batch_size)
+
+    def step(self, plan: StepPlan) -> StepResult:
+        return self.engine.step(plan)
+
+    def info(self) -> tuple[RunnerInfo, RunnerInfo]:
+        return self.engine.after.info(), self.engine.before.info()
+
+    def ping(self) -> str:
+        return _node_id()
+
+
+class _SplitWorker:
+    """One model of a split pair, joined to its peer by a two-process torch.distributed group."""
+
+    rank: int
+
+    def __init__(self, spec: WorkerSpec, source: ModelSource, device: str):
+        _set_threads(spec)
+        self.runner = ModelRunner.load(source, spec.dtype, device, spec.max_batch_size, spec.max_seq_len)
+        self.vocab = len(spec.shared_vocab)
+
+    def address(self) -> tuple[str, int]:
+        with socket.socket() as s:
+            s.bind(("", 0))
+            return socket.gethostbyname(socket.gethostname()), s.getsockname()[1]
+
+    def join_group(self, master: tuple[str, int], timeout_s: float) -> None:
+        import torch.distributed as dist
+
+        backend = "nccl" if self.runner.device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, init_method=f"tcp://{master[0]}:{master[1]}", rank=self.rank,
+                                world_size=2, timeout=timedelta(seconds=timeout_s))
+
+    def info(self) -> RunnerInfo:
+        return self.runner.info()
+
+    def ping(self) -> str:
+        return _node_id()
+
+
+class AfterWorker(_SplitWorker):
+    rank = 0
+
+    def __init__(self, spec: WorkerSpec):
+        super().__init__(spec, spec.after, spec.after_device)
+        self.sampler = Sampler(torch.tensor(spec.shared_vocab).to(self.runner.device), spec.max_batch_size)
+
+    def step(self, plan: StepPlan) -> StepResult:
+        import torch.distributed as dist
+
+        after = self.runner.run(plan)
+        before = torch.empty(plan.num_rows, self.vocab, dtype=torch.float32, device=after.device)
+        dist.recv(before, src=1)
+        return self.sampler.sample(plan, after, before)
+
+
+class BeforeWorker(_SplitWorker):
+    rank = 1
+
+    def __init__(self, spec: WorkerSpec):
+        super().__init__(spec, spec.before, spec.before_device)
+
+    def step(self, plan: StepPlan) -> None:
+        import torch.distributed as dist
+
+        logits = self.runner.run(plan)[:, : self.vocab].float().contiguous()
+        dist.send(logits, dst=0)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def actor_options(device: str, cpus: float, resources: dict | None = None) -> dict:
+    options = {"num_cpus": cpus, "max_restarts": -1, "max_task_retries": 0}
+    if str(device).startswith("cuda"):
+        options["num_gpus"] = 1
+    if resources:
+        options["resources"] = resources
+    return options
+
+
+class WorkerPool:
+    """The gateway's handle on the workers: start them, run a step, report info, recover from a crash."""
+
+    def __init__(self, spec: WorkerSpec, placement: str, worker_cpus: float, group_timeout_s: float = 120.0,
+                 resources: tuple[dict | None, dict | None] = (None, None)):
+        self.spec = spec
+        self.placement = placement
+        self.worker_cpus = worker_cpus
+        self.group_timeout_s = group_timeout_s
+        self.resources = resources
+        self.actors: list = []
+
+    async def start(self) -> None:
+        import ray
+
+        if self.placement == "colocated":
+            cls = ray.remote(PairWorker).options(**actor_options(self.spec.after_device, self.worker_cpus,
+                                                                 self.resources[0]))
+            self.actors = [cls.remote(self.spec)]
+        else:
+            after = ray.remote(AfterWorker).options(
+                **actor_options(self.spec.after_device, self.worker_cpus, self.resources[0]), max_restarts=0)
+            before = ray.remote(BeforeWorker).options(
+                **actor_options(self.spec.before_device, self.worker_cpus, self.resources[1]), max_restarts=0)
+            self.actors = [after.remote(self.spec), before.remote(self.spec)]
+            master = await self.actors[0].address.remote()
+            await asyncio.gather(*(a.join_group.remote(master, self.group_timeout_s) for a in self.actors))
+        await asyncio.gather(*(a.ping.remote() for a in self.actors))
+
+    async def step(self, plan: StepPlan) -> StepResult:
+        refs = [a.step.remote(plan) for a in self.actors]
+        results = await asyncio.gather(*refs)
+        return results[0]
+
+    async def info(self) -> tuple[tuple[RunnerInfo, str], tuple[RunnerInfo, str]]:
+        if self.placement == "colocated":
+            (after, before), node = await asyncio.gather(self.actors[0].info.remote(), self.actors[0].ping.remote())
+            return (after, node), (before, node)
+        infos = await asyncio.gather(*(a.info.remote() for a in self.actors), *(a.ping.remote() for a in self.actors))
+        return (infos[0], infos[2]), (infos[1], infos[3])
+
+    async def recover(self) -> None:
+        """Bring the workers back: Ray restarts a crashed colocated actor; a split pair is rebuilt."""
+        import ray
+
+        if self.placement == "colocated":
+            await self.actors[0].ping.remote()
+            return
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        await self.start()
+
+    def shutdown(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []
