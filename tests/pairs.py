@@ -52,7 +52,8 @@ def build_pair(root: Path, kind: str) -> tuple[Path, Path]:
         torch.manual_seed(seed)
         vocab = len(tok) + (5 if kind == "vocab" and directory == after_dir else 0)
         if kind == "gpt2":
-            config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=128)
+            config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=128,
+                                bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
             model = GPT2LMHeadModel(config)
         else:
             config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_hidden_layers=2,

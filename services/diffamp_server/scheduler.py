@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from .detokenizer import IncrementalDetokenizer
+from .detokenizer import IncrementalDetokenizer, byte_fallback_ids
 from .errors import InvalidArgument, Overloaded
 from .plan import Prefill, StepPlan, StepResult, TokenLogprobs
 from .request import SequenceRequest
@@ -38,11 +38,11 @@ class SampleEvent:
 class Sample:
     """One sequence being generated."""
 
-    def __init__(self, request: "RequestState", index: int, tokenizer):
+    def __init__(self, request: "RequestState", index: int, detokenizer: IncrementalDetokenizer):
         self.request = request
         self.index = index
         self.token_ids: list[int] = []
-        self.detokenizer = IncrementalDetokenizer(tokenizer)
+        self.detokenizer = detokenizer
         self.text = ""
         self.emitted = 0
         self.finish_reason: str | None = None
@@ -73,6 +73,7 @@ class RequestState:
 class Scheduler:
     def __init__(self, tokenizer, eos_ids: set[int], max_batch_size: int, max_queued: int):
         self.tokenizer = tokenizer
+        self.byte_ids = byte_fallback_ids(tokenizer)
         self.eos_ids = frozenset(eos_ids)
         self.max_batch_size = max_batch_size
         self.max_queued = max_queued
@@ -89,7 +90,7 @@ class Scheduler:
                 f"admission queue full: {self.queued_sequences} sequences waiting, limit {self.max_queued}; retry later"
             )
         state = RequestState(request, context=context)
-        state.samples = [Sample(state, i, self.tokenizer) for i in range(n)]
+        state.samples = [Sample(state, i, IncrementalDetokenizer(self.tokenizer, self.byte_ids)) for i in range(n)]
         self.waiting.append(state)
         return state
 

@@ -1,0 +1,66 @@
+"""The library API's logprobs equal a direct reference (HF forward of each model + the formula) within 1e-4.
+
+The library API shares the scheduler, slot KV cache, runner and sampler with the service workers, so this
+covers the batched, cached decode path: several samples in one batch, several steps deep.
+"""
+
+import pytest
+import torch
+
+from diffamp_server import Amplifier
+from reference import ReferencePair
+
+ALPHAS = [0.0, -1.0, 1.0, 4.0]
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module", params=["llama_pair", "gpt2_pair", "vocab_pair"])
+def pair(request):
+    after_dir, before_dir = request.getfixturevalue(request.param)
+    amp = Amplifier(str(after_dir), str(before_dir), device="cpu", dtype="float32", max_batch_size=16,
+                    max_seq_len=128)
+    return amp, ReferencePair(after_dir, before_dir, amp.limits.shared_vocab_size)
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_amplified_topk_logprobs_match_reference(pair, alpha):
+    amp, ref = pair
+    completions = amp.generate("hello world", alpha=alpha, n=3, max_new_tokens=8, temperature=1.0, top_p=1.0,
+                               seed=11, logprobs=5)
+    prompt = amp.tokenizers.prompt_ids(_inp("hello world"))
+    assert len({tuple(c.token_ids) for c in completions}) > 1, "samples should differ"
+    for c in completions:
+        for t, token in enumerate(c.token_ids):
+            amplified, after, before = ref.next_token_logprobs(prompt + c.token_ids[:t], alpha)
+            want_lp, want_ids = amplified.topk(5)
+            got_ids = torch.tensor(c.logprobs.top_ids[t])
+            assert torch.allclose(torch.tensor(c.logprobs.top_logprobs[t], dtype=torch.float64), want_lp, atol=TOL)
+            assert torch.allclose(amplified[got_ids], want_lp, atol=TOL)  # ids agree up to exact ties
+            assert abs(c.logprobs.amplified[t] - amplified[token]) < TOL
+            assert abs(c.logprobs.after[t] - after[token]) < TOL
+            assert abs(c.logprobs.before[t] - before[token]) < TOL
+            assert abs(c.logprobs.sampled[t] - amplified[token]) < TOL  # temperature 1, no filters
+
+
+def test_greedy_equals_argmax_of_reference(pair):
+    amp, ref = pair
+    [c] = amp.generate("the quick", alpha=2.0, max_new_tokens=6, temperature=0.0)
+    prompt = amp.tokenizers.prompt_ids(_inp("the quick"))
+    for t, token in enumerate(c.token_ids):
+        amplified, _, _ = ref.next_token_logprobs(prompt + c.token_ids[:t], 2.0)
+        assert token == int(amplified.argmax())
+
+
+def test_never_samples_an_id_outside_the_shared_vocabulary(vocab_pair):
+    after_dir, before_dir = vocab_pair
+    amp = Amplifier(str(after_dir), str(before_dir), device="cpu", max_batch_size=32, max_seq_len=128)
+    assert amp.tokenizers.report.after_vocab_size == amp.tokenizers.report.before_vocab_size + 3
+    shared = amp.limits.shared_vocab_size
+    for c in amp.generate("hi", alpha=8.0, n=24, max_new_tokens=12, temperature=2.0, top_p=1.0, seed=3):
+        assert max(c.token_ids) < shared
+
+
+def _inp(prompt):
+    from diffamp_server.request import GenerateInput
+
+    return GenerateInput(prompt=prompt)

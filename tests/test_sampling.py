@@ -1,0 +1,113 @@
+"""The sampling math against plain per-row reference implementations."""
+
+import math
+
+import pytest
+import torch
+
+from diffamp_server import sampling
+
+
+def test_amplify_is_the_formula_and_its_endpoints():
+    after, before = torch.randn(3, 11), torch.randn(3, 11)
+    alpha = torch.tensor([0.0, -1.0, 2.5])
+    out = sampling.amplify(after, before, alpha)
+    assert torch.allclose(out[0], after[0])
+    assert torch.allclose(out[1], before[1])
+    assert torch.allclose(out[2], after[2] + 2.5 * (after[2] - before[2]))
+
+
+def test_amplify_matches_power_ratio_of_probabilities():
+    after, before = torch.randn(1, 7), torch.randn(1, 7)
+    p_amp = sampling.amplify(after, before, torch.tensor([0.7])).softmax(-1)
+    pa, pb = after.softmax(-1), before.softmax(-1)
+    ratio = pa ** 1.7 / pb ** 0.7
+    assert torch.allclose(p_amp, ratio / ratio.sum(), atol=1e-6)
+
+
+def test_restrict_vocab_cuts_and_masks():
+    logits = torch.arange(10.0).repeat(2, 1)
+    shared = torch.tensor([True, False, True, True])
+    out = sampling.restrict_vocab(logits, shared)
+    assert out.shape == (2, 4)
+    assert out[0, 1] == float("-inf") and out[0, 3] == 3.0
+
+
+def _ref_top_k(row, k):
+    if k <= 0 or k >= len(row):
+        return row
+    kth = sorted(row.tolist(), reverse=True)[k - 1]
+    return torch.tensor([v if v >= kth else -math.inf for v in row.tolist()])
+
+
+def _ref_top_p(row, p):
+    if p >= 1:
+        return row
+    probs = row.softmax(-1).tolist()
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])
+    keep, mass = set(), 0.0
+    for i in order:
+        keep.add(i)
+        mass += probs[i]
+        if mass >= p:
+            break
+    return torch.tensor([v if i in keep else -math.inf for i, v in enumerate(row.tolist())])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_filters_match_reference(seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(4, 13, generator=g) * 3
+    top_k = torch.tensor([0, 1, 3, 20])
+    top_p = torch.tensor([1.0, 0.5, 0.9, 0.3])
+    got_k = sampling.apply_top_k(logits, top_k)
+    got_p = sampling.apply_top_p(logits, top_p)
+    for i in range(4):
+        assert torch.equal(got_k[i], _ref_top_k(logits[i], int(top_k[i])))
+        assert torch.equal(got_p[i], _ref_top_p(logits[i], float(top_p[i])))
+
+
+def test_temperature_zero_rows_are_untouched_and_greedy_takes_argmax():
+    logits = torch.tensor([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0]])
+    out = sampling.apply_temperature(logits, torch.tensor([0.0, 2.0]))
+    assert torch.equal(out[0], logits[0]) and torch.allclose(out[1], logits[1] / 2)
+    tokens = sampling.sample(out, torch.tensor([True, True]), torch.tensor([0.999, 0.0], dtype=torch.float64))
+    assert tokens.tolist() == [1, 1]
+
+
+def test_inverse_cdf_sampling_follows_the_distribution():
+    logits = torch.log(torch.tensor([[0.1, 0.0, 0.6, 0.3]]))
+    counts = [0, 0, 0, 0]
+    for i in range(4000):
+        u = torch.tensor([sampling.seeded_uniform(7, 0, i)], dtype=torch.float64)
+        counts[int(sampling.sample(logits, torch.tensor([False]), u))] += 1
+    assert counts[1] == 0
+    for got, want in zip(counts, [0.1, 0.0, 0.6, 0.3]):
+        assert abs(got / 4000 - want) < 0.03
+
+
+def test_seeded_uniform_depends_only_on_its_key():
+    a = sampling.seeded_uniform(1, 2, 3)
+    assert a == sampling.seeded_uniform(1, 2, 3)
+    assert len({a, sampling.seeded_uniform(1, 2, 4), sampling.seeded_uniform(1, 3, 3), sampling.seeded_uniform(2, 2, 3)}) == 4
+    assert 0 <= a < 1
+
+
+def test_sampled_row_does_not_depend_on_batch_companions():
+    g = torch.Generator().manual_seed(0)
+    row = torch.randn(1, 50, generator=g)
+    others = torch.randn(5, 50, generator=g)
+    u = torch.tensor([0.4242], dtype=torch.float64)
+    alone = sampling.sample(row, torch.tensor([False]), u)
+    batch = torch.cat([others[:2], row, others[2:]])
+    us = torch.tensor([0.1, 0.9, 0.4242, 0.3, 0.5, 0.7], dtype=torch.float64)
+    together = sampling.sample(batch, torch.zeros(6, dtype=torch.bool), us)
+    assert together[2] == alone[0]
+
+
+def test_kl_divergence_matches_definition():
+    p, q = torch.randn(2, 9), torch.randn(2, 9)
+    lp, lq = p.log_softmax(-1), q.log_softmax(-1)
+    want = (lp.exp() * (lp - lq)).sum(-1)
+    assert torch.allclose(sampling.kl_divergence(p, q), want, atol=1e-6)
+    assert torch.allclose(sampling.kl_divergence(p, p), torch.zeros(2), atol=1e-6)
