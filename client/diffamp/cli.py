@@ -193,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("regression", help="the five regression prompts, shown readably")
     r.add_argument("--alpha", type=float, default=1.0)
     r.add_argument("--output", help="also save the completions as JSON here")
-    r.set_defaults(prompt="", system="", raw=False, n=1, logprobs=None, max_new_tokens=0, temperature=None,
-                   top_p=None, top_k=0, seed=None, stop=[])
+    r.add_argument("--max-new-tokens", type=int, default=0, help="tokens per completion (server default 80)")
+    r.add_argument("--seed", type=int, default=None)
+    r.set_defaults(prompt="", system="", raw=False, n=1, logprobs=None, temperature=None,
+                   top_p=None, top_k=0, stop=[])
     _connection_flags(r)
     r.set_defaults(func=cmd_regression)
     return parser

@@ -87,13 +87,13 @@ class Amplifier:
         inp = GenerateInput(prompt, system_prompt, tuple((m["role"], m["content"]) for m in messages),
                             tuple(prompt_token_ids), raw_prompt, alpha, n, max_new_tokens, temperature, top_p,
                             top_k, seed, tuple(stop), logprobs)
-        request = build_request(inp, self.tokenizers.prompt_ids(inp), self.limits)
+        request = build_request(inp, self.tokenizers.prompt_ids, self.limits)
         return self._run([request], progress)[0]
 
     def compare(self, prompt: str = "", **kwargs) -> dict[str, Completion]:
         """The after model alone and the before model alone on the same prompt."""
         inp = GenerateInput(prompt, **kwargs)
-        request = build_compare_request(inp, self.tokenizers.prompt_ids(inp), self.limits)
+        request = build_compare_request(inp, self.tokenizers.prompt_ids, self.limits)
         after, before = self._run([request], False)[0]
         return {"after": after, "before": before}
 

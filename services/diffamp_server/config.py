@@ -57,7 +57,7 @@ class ServerConfig:
                                    "help": "largest gRPC message received or sent"})
     drain_seconds: float = field(default=30.0, metadata={"env": "DIFFAMP_DRAIN_SECONDS",
                                  "help": "on SIGTERM, how long in-flight streams may finish"})
-    auth_token: str = field(default="", metadata={"env": "DIFFAMP_AUTH_TOKEN", "secret": True,
+    auth_token: str = field(default="", repr=False, metadata={"env": "DIFFAMP_AUTH_TOKEN", "secret": True,
                             "help": "require 'authorization: Bearer TOKEN' (health stays open)"})
     tls_cert: str = field(default="", metadata={"env": "DIFFAMP_TLS_CERT", "help": "PEM certificate file"})
     tls_key: str = field(default="", metadata={"env": "DIFFAMP_TLS_KEY", "help": "PEM private key file"})

@@ -60,13 +60,13 @@ class Gateway:
     # -- requests ------------------------------------------------------------------------------------
     async def generate(self, inp: GenerateInput) -> AsyncIterator[SampleEvent]:
         self._check_admitting()
-        request = build_request(inp, self.tokenizers.prompt_ids(inp), self.limits)
+        request = build_request(inp, self.tokenizers.prompt_ids, self.limits)
         async for event in self._stream(request):
             yield event
 
     async def compare(self, inp: GenerateInput) -> AsyncIterator[tuple[str, SampleEvent]]:
         self._check_admitting()
-        request = build_compare_request(inp, self.tokenizers.prompt_ids(inp), self.limits)
+        request = build_compare_request(inp, self.tokenizers.prompt_ids, self.limits)
         async for event in self._stream(request):
             yield request.labels[event.index], event
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import InvalidArgument
@@ -148,10 +149,12 @@ def new_seed() -> int:
     return secrets.randbits(63)
 
 
-def build_request(inp: GenerateInput, prompt_ids: list[int], limits: Limits) -> SequenceRequest:
-    """Validate `inp` (whose prompt has been tokenized to prompt_ids) into an amplified request of n samples."""
+def build_request(inp: GenerateInput, tokenize: Callable[[GenerateInput], list[int]], limits: Limits) -> SequenceRequest:
+    """Validate `inp` into an amplified request of n samples; `tokenize` turns its prompt into ids."""
+    check_prompt_source(inp, limits)
     alpha, temperature, top_p, top_k, max_new = resolve_sampling(inp, limits)
     n = check_options(inp, limits)
+    prompt_ids = tokenize(inp)
     check_length(len(prompt_ids), max_new, limits)
     seed = new_seed() if inp.seed is None else inp.seed
     samples = [
@@ -160,10 +163,13 @@ def build_request(inp: GenerateInput, prompt_ids: list[int], limits: Limits) -> 
     return SequenceRequest(prompt_ids, samples, max_new, inp.stop, seed, inp.logprobs)
 
 
-def build_compare_request(inp: GenerateInput, prompt_ids: list[int], limits: Limits) -> SequenceRequest:
+def build_compare_request(inp: GenerateInput, tokenize: Callable[[GenerateInput], list[int]],
+                          limits: Limits) -> SequenceRequest:
     """Two samples from one prefill: the after model alone (alpha 0) and the before model alone (alpha -1)."""
+    check_prompt_source(inp, limits)
     _, temperature, top_p, top_k, max_new = resolve_sampling(inp, limits)
     check_options(inp, limits)
+    prompt_ids = tokenize(inp)
     check_length(len(prompt_ids), max_new, limits)
     seed = new_seed() if inp.seed is None else inp.seed
     samples = [SamplingParams(a, temperature, top_p, top_k, seed, 0, None) for a in (0.0, -1.0)]

@@ -72,6 +72,7 @@ class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
                 token_ids=event.token_ids,
                 finish_reason=FINISH_REASONS.get(event.finish_reason, pb.FINISH_REASON_UNSPECIFIED),
                 completion_tokens=event.completion_tokens,
+                seed=event.seed,
             )
 
     @grpc_errors

@@ -127,8 +127,8 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def actor_options(device: str, cpus: float, resources: dict | None = None) -> dict:
-    options = {"num_cpus": cpus, "max_restarts": -1, "max_task_retries": 0}
+def actor_options(device: str, cpus: float, resources: dict | None, max_restarts: int) -> dict:
+    options = {"num_cpus": cpus, "max_restarts": max_restarts, "max_task_retries": 0}
     if str(device).startswith("cuda"):
         options["num_gpus"] = 1
     if resources:
@@ -153,13 +153,14 @@ class WorkerPool:
 
         if self.placement == "colocated":
             cls = ray.remote(PairWorker).options(**actor_options(self.spec.after_device, self.worker_cpus,
-                                                                 self.resources[0]))
+                                                                 self.resources[0], max_restarts=-1))
             self.actors = [cls.remote(self.spec)]
         else:
+            # A restarted split actor could not rejoin its peer's process group, so recover() rebuilds both.
             after = ray.remote(AfterWorker).options(
-                **actor_options(self.spec.after_device, self.worker_cpus, self.resources[0]), max_restarts=0)
+                **actor_options(self.spec.after_device, self.worker_cpus, self.resources[0], max_restarts=0))
             before = ray.remote(BeforeWorker).options(
-                **actor_options(self.spec.before_device, self.worker_cpus, self.resources[1]), max_restarts=0)
+                **actor_options(self.spec.before_device, self.worker_cpus, self.resources[1], max_restarts=0))
             self.actors = [after.remote(self.spec), before.remote(self.spec)]
             master = await self.actors[0].address.remote()
             await asyncio.gather(*(a.join_group.remote(master, self.group_timeout_s) for a in self.actors))

@@ -1,0 +1,31 @@
+import pytest
+
+from diffamp_server.config import ServerConfig
+from diffamp_server.server import build_parser
+
+
+def test_defaults_env_and_flags_in_that_order():
+    env = {"MODEL_AFTER_ID": "org/after", "PORT": "6000", "DEVICE": "cpu", "DIFFAMP_TRUST_REMOTE_CODE": "true"}
+    config = ServerConfig.from_env(env)
+    assert (config.after, config.port, config.device, config.trust_remote_code) == ("org/after", 6000, "cpu", True)
+    assert config.host == "127.0.0.1" and config.placement == "auto"
+    args = vars(build_parser().parse_args(["--port", "7000", "--after", "x", "--placement", "split"]))
+    config = ServerConfig.from_env(env, **args)
+    assert (config.after, config.port, config.placement, config.device) == ("x", 7000, "split", "cpu")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"placement": "sideways"}, "placement"),
+    ({"port": 70000}, "port"),
+    ({"max_batch_size": 0}, "max_batch_size"),
+    ({"tls_cert": "cert.pem"}, "TLS"),
+])
+def test_bad_config_is_refused_with_the_reason(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ServerConfig(**kwargs)
+
+
+def test_secrets_are_redacted():
+    assert ServerConfig(auth_token="hunter2").redacted()["auth_token"] == "***"
+    assert "hunter2" not in repr(ServerConfig(auth_token="hunter2").redacted())
+    assert "hunter2" not in repr(ServerConfig(auth_token="hunter2"))

@@ -1,0 +1,167 @@
+"""The scheduler's bookkeeping against a fake worker that keeps per-row histories like a KV cache does."""
+
+import hashlib
+import random
+
+import pytest
+
+from diffamp_server.errors import InvalidArgument, Overloaded
+from diffamp_server.plan import SamplingParams, StepPlan, StepResult
+from diffamp_server.request import SequenceRequest
+from diffamp_server.scheduler import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING, Scheduler
+
+ALPHABET = "abcdefghij .!"
+EOS = len(ALPHABET)
+
+
+class CharTokenizer:
+    def get_vocab(self):
+        return {c: i for i, c in enumerate(ALPHABET)} | {"</s>": EOS}
+
+    def decode(self, ids, **_):
+        return "".join(ALPHABET[i] if i < EOS else "</s>" for i in ids)
+
+
+class FakeWorker:
+    """Row r's 'KV' is the list of tokens it has seen; the next token is a hash of (history, seed, index)."""
+
+    def __init__(self, slots, eos_after=None):
+        self.history = [None] * slots
+        self.params = [None] * slots
+        self.eos_after = eos_after
+
+    def step(self, plan: StepPlan) -> StepResult:
+        for src, dst in plan.moves:
+            self.history[dst] = list(self.history[src])
+            self.params[dst] = self.params[src]
+        for row in range(plan.num_decode_rows):
+            self.history[row].append(plan.decode_token_ids[row])
+        for p in plan.prefills:
+            for row, params in zip(p.rows, p.params):
+                self.history[row] = list(p.token_ids)
+                self.params[row] = params
+        tokens = []
+        for row in range(plan.num_rows):
+            h, prm = self.history[row], self.params[row]
+            digest = hashlib.sha256(repr((h, prm.seed, prm.sample_index)).encode()).digest()
+            token = digest[0] % len(ALPHABET)
+            if self.eos_after is not None and len(h) - h.index(-1) > self.eos_after:
+                token = EOS
+            tokens.append(token)
+        return StepResult(tokens, [None] * plan.num_rows)
+
+
+def request(prompt, n=1, max_new=10, seed=0, stop=()):
+    samples = [SamplingParams(seed=seed, sample_index=i) for i in range(n)]
+    return SequenceRequest(list(prompt), samples, max_new, tuple(stop), seed)
+
+
+def run(scheduler, worker, on_step=None):
+    events = {}
+    step = 0
+    while scheduler.has_work():
+        plan = scheduler.next_plan()
+        if plan is None:
+            break
+        for state, e in scheduler.apply(plan, worker.step(plan)):
+            events.setdefault((id(state), e.index), []).append(e)
+        step += 1
+        if on_step:
+            on_step(step)
+    return events
+
+
+def texts(events, state):
+    return ["".join(e.text for e in events[(id(state), i)]) for i in range(state.n)]
+
+
+def test_samples_are_the_same_alone_and_in_a_churning_batch():
+    rng = random.Random(0)
+    reqs = [request([-1, rng.randrange(10)], n=rng.randint(1, 4), max_new=rng.randint(1, 12), seed=i)
+            for i in range(30)]
+    alone = []
+    for r in reqs:
+        s = Scheduler(CharTokenizer(), {EOS}, 8, 100)
+        st = s.submit(r)
+        alone.append(texts(run(s, FakeWorker(8)), st))
+    s = Scheduler(CharTokenizer(), {EOS}, 8, 1000)
+    states = [s.submit(r) for r in reqs]
+    together = run(s, FakeWorker(8))
+    assert [texts(together, st) for st in states] == alone
+    assert s.live_sequences == 0
+
+
+def test_rows_stay_packed_and_moves_fill_holes():
+    s = Scheduler(CharTokenizer(), {EOS}, 6, 100)
+    short = s.submit(request([-1, 1], n=2, max_new=1))
+    long = s.submit(request([-1, 2], n=3, max_new=5))
+    worker = FakeWorker(6)
+    plan = s.next_plan()
+    assert [p.rows for p in plan.prefills] == [[0, 1], [2, 3, 4]]
+    s.apply(plan, worker.step(plan))
+    assert short.finished
+    plan = s.next_plan()
+    assert sorted(plan.moves) == [(3, 1), (4, 0)]
+    assert plan.num_decode_rows == 3 and s.live_sequences == 3
+    assert {smp.index for smp in s.rows} == {0, 1, 2} and all(smp.request is long for smp in s.rows)
+
+
+def test_finish_reasons_and_stop_string_is_cut():
+    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
+    length = s.submit(request([-1, 0], max_new=3, seed=1))
+    stop = s.submit(request([-1, 0], max_new=50, seed=2, stop=("a",)))
+    events = run(s, FakeWorker(4))
+    last = {k: v[-1] for k, v in events.items()}
+    assert last[(id(length), 0)].finish_reason == FINISH_LENGTH and last[(id(length), 0)].completion_tokens == 3
+    stopped = last[(id(stop), 0)]
+    assert stopped.finish_reason == FINISH_STOP_STRING
+    assert "a" not in texts(events, stop)[0]
+
+
+def test_eos_finishes_and_is_not_in_the_text():
+    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
+    st = s.submit(request([-1, 0], max_new=50))
+    events = run(s, FakeWorker(4, eos_after=3))
+    last = events[(id(st), 0)][-1]
+    assert last.finish_reason == FINISH_STOP and last.token_ids == [EOS]
+    assert "</s>" not in texts(events, st)[0] and last.completion_tokens == 3
+
+
+def test_held_back_text_never_contains_a_partial_stop_string():
+    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
+    st = s.submit(request([-1, 3], max_new=40, seed=5, stop=("zz-never", "b.")))
+    events = run(s, FakeWorker(4))
+    chunks = [e.text for e in events[(id(st), 0)]]
+    assert "b." not in "".join(chunks)
+
+
+def test_cancel_frees_rows_at_the_next_plan_and_removes_waiting():
+    s = Scheduler(CharTokenizer(), {EOS}, 2, 100)
+    worker = FakeWorker(2)
+    running = s.submit(request([-1, 0], n=2, max_new=50))
+    waiting = s.submit(request([-1, 1], n=1, max_new=50))
+    plan = s.next_plan()
+    s.apply(plan, worker.step(plan))
+    s.cancel(waiting)
+    assert s.queued_sequences == 0
+    s.cancel(running)
+    assert s.next_plan() is None and s.live_sequences == 0 and not s.has_work()
+
+
+def test_overload_and_oversized_n():
+    s = Scheduler(CharTokenizer(), {EOS}, 4, 5)
+    s.submit(request([-1, 0], n=4))
+    with pytest.raises(Overloaded):
+        s.submit(request([-1, 0], n=2))
+    with pytest.raises(InvalidArgument, match="n: 5 exceeds"):
+        s.submit(request([-1, 0], n=5))
+
+
+def test_fail_all_returns_every_request_once():
+    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
+    a = s.submit(request([-1, 0], n=3))
+    b = s.submit(request([-1, 0], n=3))
+    plan = s.next_plan()
+    s.apply(plan, FakeWorker(4).step(plan))
+    assert s.fail_all() == [a, b]
+    assert not s.has_work()

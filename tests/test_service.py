@@ -1,0 +1,266 @@
+"""End to end through a real gRPC server with real Ray actors (colocated placement) on a tiny Llama pair."""
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from conftest import ServerThread
+from diffamp.v1 import diffamp_pb2 as pb
+from diffamp_server.config import ServerConfig
+from reference import ReferencePair
+from service import bad_request_field, client, collect, request
+
+MAX_BATCH, MAX_QUEUED = 8, 16
+
+
+@pytest.fixture(scope="module")
+def server(ray_cluster, llama_pair):
+    after, before = llama_pair
+    config = ServerConfig(after=str(after), before=str(before), port=0, max_batch_size=MAX_BATCH,
+                          max_queued=MAX_QUEUED, max_seq_len=128, max_n=64, worker_cpus=1)
+    srv = ServerThread(config)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    return client(server.address)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(llama_pair):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(llama_pair[0])
+
+
+def test_streams_token_by_token_and_text_matches_ids(stub, tokenizer):
+    [s] = collect(stub.Generate(request(max_new_tokens=12, seed=1))).values()
+    assert s["chunks"] == s["completion_tokens"] == len(s["token_ids"])
+    assert s["finish_reason"] in (pb.FINISH_REASON_LENGTH, pb.FINISH_REASON_STOP)
+    ids = s["token_ids"][:-1] if s["finish_reason"] == pb.FINISH_REASON_STOP else s["token_ids"]
+    assert s["text"] == tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    assert s["seed"] == 1 and s["prompt_tokens"] > 0
+
+
+def test_n_samples_each_finish_once_with_their_own_tokens(stub):
+    samples = collect(stub.Generate(request(n=5, seed=2, temperature=1.0)))
+    assert sorted(samples) == list(range(5))
+    assert all(s["finish_reason"] for s in samples.values())
+    assert len({tuple(s["token_ids"]) for s in samples.values()}) > 1
+
+
+def test_same_seed_same_completion_whatever_shares_the_batch(stub):
+    target = request(n=2, seed=1234, temperature=1.0, max_new_tokens=16, logprobs=0)
+    alone = collect(stub.Generate(target))
+
+    def noise(i):
+        return collect(stub.Generate(request(prompt=f"noise {i}", n=3, seed=i, max_new_tokens=5 + i)))
+
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(noise, i) for i in range(5)]
+        time.sleep(0.05)
+        together = pool.submit(lambda: collect(stub.Generate(target))).result()
+        [f.result() for f in futures]
+    for i in range(2):
+        assert together[i]["token_ids"] == alone[i]["token_ids"]
+        assert together[i]["text"] == alone[i]["text"]
+        for a, b in zip(together[i]["logprobs"], alone[i]["logprobs"]):
+            assert abs(a.amplified - b.amplified) < 1e-4
+
+
+def test_greedy_is_argmax_of_the_amplified_logits(stub, llama_pair, tokenizer):
+    [s] = collect(stub.Generate(request(temperature=0, alpha=3.0, logprobs=3, max_new_tokens=6))).values()
+    ref = ReferencePair(*llama_pair, shared_size=len(tokenizer))
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hello world"}], add_generation_prompt=True,
+                                           tokenize=True)
+    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    for t, (token, lp) in enumerate(zip(s["token_ids"], s["logprobs"])):
+        amplified, after, before = ref.next_token_logprobs(prompt + s["token_ids"][:t], 3.0)
+        assert token == int(amplified.argmax()) == lp.top[0].token_id == lp.token_id
+        assert abs(lp.amplified - float(amplified[token])) < 1e-4
+        assert abs(lp.after - float(after[token])) < 1e-4 and abs(lp.before - float(before[token])) < 1e-4
+        assert lp.sampled == 0.0 and lp.kl_after_before > 0
+
+
+def test_stop_string_cuts_the_text(stub):
+    base = collect(stub.Generate(request(seed=9, max_new_tokens=20, temperature=1.0)))[0]["text"]
+    stop = base[len(base) // 2 : len(base) // 2 + 2]
+    assert stop
+    s = collect(stub.Generate(request(seed=9, max_new_tokens=20, temperature=1.0, stop=[stop])))[0]
+    assert s["finish_reason"] == pb.FINISH_REASON_STOP_STRING
+    assert s["text"] == base[: base.index(stop)]
+
+
+def test_compare_streams_both_models(stub):
+    got = {pb.COMPARE_MODEL_AFTER: [], pb.COMPARE_MODEL_BEFORE: []}
+    finished = set()
+    for chunk in stub.Compare(pb.CompareRequest(prompt="hello", max_new_tokens=6, seed=3)):
+        got[chunk.model].extend(chunk.token_ids)
+        if chunk.finish_reason:
+            finished.add(chunk.model)
+    assert finished == {pb.COMPARE_MODEL_AFTER, pb.COMPARE_MODEL_BEFORE}
+    after_alone = collect(stub.Generate(request(prompt="hello", max_new_tokens=6, seed=3, alpha=0.0)))[0]
+    assert got[pb.COMPARE_MODEL_AFTER] == after_alone["token_ids"]
+
+
+def test_tokenizers_and_model_info(stub, tokenizer):
+    r = stub.CheckTokenizers(pb.CheckTokenizersRequest())
+    assert r.compatible and r.shared_vocab_size == r.after_vocab_size == len(tokenizer)
+    info = stub.GetModelInfo(pb.GetModelInfoRequest())
+    assert info.placement == "colocated" and info.after.architectures == ["LlamaForCausalLM"]
+    assert info.after.dtype == "float32" and info.after.device == "cpu" and info.max_batch_size == MAX_BATCH
+    assert info.kv_cache_bytes > 0 and info.after.node
+
+
+def test_health_and_reflection(server):
+    channel = grpc.insecure_channel(server.address)
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "diffamp.v1.AmplificationService"):
+        assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == health_pb2.HealthCheckResponse.SERVING
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+    [answer] = list(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in answer.list_services_response.service}
+    assert {"diffamp.v1.AmplificationService", "grpc.health.v1.Health"} <= names
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("fields,field", [
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "", "messages": [pb.ChatMessage(role="wizard", content="hi")]}, "messages[0].role"),
+    ({"prompt": "", "messages": [pb.ChatMessage(role="user", content="")]}, "messages[0].content"),
+    ({"prompt": "", "prompt_token_ids": [1, 10**6]}, "prompt_token_ids[1]"),
+    ({"prompt": "", "prompt_token_ids": [-3]}, "prompt_token_ids[0]"),
+    ({"prompt": "x", "prompt_token_ids": [1]}, "prompt_token_ids"),
+    ({"alpha": NAN}, "alpha"),
+    ({"alpha": float("inf")}, "alpha"),
+    ({"alpha": 1e6}, "alpha"),
+    ({"temperature": -0.1}, "temperature"),
+    ({"temperature": float("inf")}, "temperature"),
+    ({"top_p": 0.0}, "top_p"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"top_k": -1}, "top_k"),
+    ({"max_new_tokens": -5}, "max_new_tokens"),
+    ({"max_new_tokens": 500}, "max_new_tokens"),
+    ({"n": -1}, "n"),
+    ({"n": 65}, "n"),
+    ({"stop": [""]}, "stop[0]"),
+    ({"stop": ["x" * 65]}, "stop[0]"),
+    ({"stop": ["a"] * 9}, "stop"),
+    ({"logprobs": 21}, "logprobs"),
+    ({"logprobs": -1}, "logprobs"),
+])
+def test_invalid_requests_get_invalid_argument_naming_the_field(stub, fields, field):
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Generate(request(**fields)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_field(info.value) == field
+    assert info.value.details().startswith(field)
+
+
+def test_context_limit_message_names_both_numbers(stub):
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Generate(request(max_new_tokens=126)))
+    assert "126" in info.value.details() and "128" in info.value.details()
+
+
+def test_oversized_message_is_refused(stub):
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Generate(request(prompt="x" * (5 * 1024 * 1024))))
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def _live(stub):
+    return stub.GetModelInfo(pb.GetModelInfoRequest()).live_sequences
+
+
+def test_cancelled_streams_free_their_slots(stub):
+    calls = [stub.Generate(request(prompt=f"cancel {i}", n=2, max_new_tokens=100, seed=i)) for i in range(6)]
+    for call in calls:
+        next(call)
+    assert _live(stub) > 0
+    for call in calls:
+        call.cancel()
+    deadline = time.time() + 10
+    while _live(stub) and time.time() < deadline:
+        time.sleep(0.05)
+    info = stub.GetModelInfo(pb.GetModelInfoRequest())
+    assert info.live_sequences == 0 and info.queued_sequences == 0 and info.kv_tokens_used == 0
+
+
+def test_deadline_is_honoured_and_frees_slots(stub):
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Generate(request(n=4, max_new_tokens=110, prompt="hi"), timeout=0.3))
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    deadline = time.time() + 10
+    while _live(stub) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _live(stub) == 0
+
+
+def test_overload_rejects_the_excess_and_completes_the_rest(stub):
+    total = 4 * (MAX_BATCH + MAX_QUEUED)
+
+    def one(i):
+        try:
+            s = collect(stub.Generate(request(prompt=f"load {i}", max_new_tokens=30, seed=i)))[0]
+            return "ok" if s["completion_tokens"] == len(s["token_ids"]) and s["finish_reason"] else "bad"
+        except grpc.RpcError as err:
+            return err.code()
+
+    with ThreadPoolExecutor(total) as pool:
+        outcomes = list(pool.map(one, range(total)))
+    assert set(outcomes) <= {"ok", grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert outcomes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) > 0
+    assert outcomes.count("ok") >= MAX_BATCH + MAX_QUEUED
+
+
+def _cli(*args, server):
+    out = subprocess.run([sys.executable, "-m", "diffamp.cli", *args, "--server", server.address],
+                         capture_output=True, text=True, timeout=60)
+    return out
+
+
+def test_cli_generate_json_and_human(server):
+    out = _cli("generate", "hello", "--n", "3", "--seed", "5", "--max-new-tokens", "6", "--json",
+               "--logprobs", "2", server=server)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert sorted(x["index"] for x in lines) == [0, 1, 2]
+    assert all(len(x["logprobs"]) == len(x["token_ids"]) and len(x["logprobs"][0]["top"]) == 2 for x in lines)
+    human = _cli("generate", "hello", "--n", "2", "--seed", "5", "--max-new-tokens", "6", server=server)
+    assert human.returncode == 0 and "sample 0" in human.stdout and "sample 1" in human.stdout
+
+
+def test_cli_other_commands(server):
+    assert '"placement": "colocated"' in _cli("info", server=server).stdout
+    assert "compatible: True" in _cli("tokenizers", server=server).stdout
+    compare = _cli("compare", "hi", "--max-new-tokens", "4", server=server)
+    assert "after (post-trained)" in compare.stdout and "before (base)" in compare.stdout
+    bad = _cli("generate", "hi", "--top-p", "3", server=server)
+    assert bad.returncode == 1 and "INVALID_ARGUMENT: top_p" in bad.stderr
+
+
+def test_cli_regression_fails_fast_without_a_server(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "diffamp.cli", "regression", "--server", "127.0.0.1:9"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "no diffamp server answers at 127.0.0.1:9" in out.stderr
+
+
+def test_cli_regression_runs_the_five_prompts(server, tmp_path):
+    path = tmp_path / "reg.json"
+    out = _cli("regression", "--alpha", "0.5", "--max-new-tokens", "16", "--output", str(path), server=server)
+    assert out.returncode == 0, out.stderr
+    saved = json.loads(path.read_text())
+    assert len(saved) == 5 and saved[1]["prompt"] == "hey I feel bored" and saved[0]["alpha"] == 0.5
