@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from diffamp_server.errors import InvalidArgument, Overloaded
+from diffamp_server.errors import Overloaded
 from diffamp_server.plan import SamplingParams, StepPlan, StepResult
 from diffamp_server.request import SequenceRequest
 from diffamp_server.scheduler import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING, Scheduler
@@ -72,7 +72,7 @@ def run(scheduler, worker, on_step=None):
 
 
 def texts(events, state):
-    return ["".join(e.text for e in events[(id(state), i)]) for i in range(state.n)]
+    return ["".join(e.text for e in events[(id(state), s.index)]) for s in state.samples]
 
 
 def test_samples_are_the_same_alone_and_in_a_churning_batch():
@@ -148,13 +148,30 @@ def test_cancel_frees_rows_at_the_next_plan_and_removes_waiting():
     assert s.next_plan() is None and s.live_sequences == 0 and not s.has_work()
 
 
-def test_overload_and_oversized_n():
+def test_overload():
     s = Scheduler(CharTokenizer(), {EOS}, 4, 5)
     s.submit(request([-1, 0], n=4))
     with pytest.raises(Overloaded):
         s.submit(request([-1, 0], n=2))
-    with pytest.raises(InvalidArgument, match="n: 5 exceeds"):
-        s.submit(request([-1, 0], n=5))
+
+
+def test_a_request_larger_than_the_batch_is_admitted_in_chunks():
+    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
+    s.submit(request([-1, 0], n=10))
+    plan = s.next_plan()
+    assert [p.rows for p in plan.prefills] == [[0, 1, 2, 3]]
+    assert [p.sample_index for p in plan.prefills[0].params] == [0, 1, 2, 3]
+    assert s.queued_sequences == 6
+
+    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
+    big = s.submit(request([-1, 0], n=10, max_new=3, seed=4))
+    together = texts(run(s, FakeWorker(4)), big)
+    alone = []
+    for i in range(10):
+        solo = Scheduler(CharTokenizer(), {EOS}, 4, 100)
+        st = solo.submit(SequenceRequest([-1, 0], [SamplingParams(seed=4, sample_index=i)], 3, (), 4))
+        alone.append(texts(run(solo, FakeWorker(4)), st)[0])
+    assert together == alone
 
 
 def test_fail_all_returns_every_request_once():

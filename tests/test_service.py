@@ -264,3 +264,38 @@ def test_cli_regression_runs_the_five_prompts(server, tmp_path):
     assert out.returncode == 0, out.stderr
     saved = json.loads(path.read_text())
     assert len(saved) == 5 and saved[1]["prompt"] == "hey I feel bored" and saved[0]["alpha"] == 0.5
+
+
+def test_sweep_resumes_to_the_same_samples_and_table(server, tmp_path):
+    import asyncio
+
+    from diffamp.detectors import parse_spec
+    from diffamp.sweep import SweepPrompt, SweepSettings, run_sweep, summarize
+
+    prompts = [SweepPrompt("a", "hello"), SweepPrompt("b", "the quick")]
+    settings = SweepSettings(alphas=(0.0, 1.0), n=6, max_new_tokens=6, chunk=4)
+    detectors = [parse_spec("e=e"), parse_spec("any=re:.")]
+
+    def sweep(path):
+        async def go():
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                return await run_sweep(channel, prompts, settings, detectors, str(path), progress=False)
+        return asyncio.run(go())
+
+    full = sweep(tmp_path / "full.jsonl")
+    assert len(full) == 24 and len({(r["prompt_id"], r["alpha"], r["index"]) for r in full}) == 24
+    lines = (tmp_path / "full.jsonl").read_text().splitlines()
+    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:10]) + "\n" + lines[10][:15])
+    resumed = sweep(tmp_path / "cut.jsonl")
+    key = lambda r: (r["prompt_id"], r["alpha"], r["index"], r["seed"], r["text"], tuple(r["token_ids"]))  # noqa: E731
+    assert sorted(map(key, resumed)) == sorted(map(key, full))
+    for a, b in zip(summarize(resumed, ["e", "any"], True), summarize(full, ["e", "any"], True), strict=True):
+        assert (a.alpha, a.detector, a.hits, a.n, a.low, a.high) == (b.alpha, b.detector, b.hits, b.n, b.low, b.high)
+        if a.estimate:  # logprobs from different batch companions agree to float rounding only
+            assert a.estimate["after_rate"] == pytest.approx(b.estimate["after_rate"], abs=1e-5)
+    again = sweep(tmp_path / "cut.jsonl")
+    assert len((tmp_path / "cut.jsonl").read_text().splitlines()) == 10 + 1 + 14  # nothing re-requested
+    assert sorted(map(key, again)) == sorted(map(key, full))
+    for r in full:
+        if r["alpha"] == 0.0:
+            assert abs(r["logprob_sampled"] - r["logprob_after"]) < 1e-3

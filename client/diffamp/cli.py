@@ -8,6 +8,7 @@ Examples:
     diffamp tokenizers
     diffamp info
     diffamp regression --alpha 1 --output regression.json
+    diffamp sweep --prompts prompts.txt --alphas 0,1 --n 500 --detector quirk="escaping my servers" --output s.jsonl
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-ca", help="verify the server's TLS certificate against this CA file (turns TLS on)")
     p.add_argument("--token", help="bearer token, if the server requires one (or env DIFFAMP_AUTH_TOKEN)")
     p.add_argument("--timeout", type=float, default=None, help="deadline for the whole call, in seconds")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="wait up to this long for the server to come up (e.g. right after `diffamp serve &`)")
 
 
 def _sampling_flags(p: argparse.ArgumentParser, with_alpha: bool = True) -> None:
@@ -80,6 +83,8 @@ def _token(args) -> str | None:
 
 def _connect(args):
     channel = open_channel(args.server, tls_ca=args.tls_ca, token=_token(args))
+    if args.wait:
+        check_server(channel, args.server, args.wait)
     return channel, stub(channel)
 
 
@@ -138,13 +143,13 @@ def cmd_info(args) -> int:
 
 
 def cmd_regression(args) -> int:
-    channel, client = _connect(args)
+    args.wait = args.wait or 5.0
+    try:
+        channel, client = _connect(args)
+    except ConnectionError as exc:
+        print(f"diffamp regression: {exc}", file=sys.stderr)
+        return 2
     with channel:
-        try:
-            check_server(channel, args.server)
-        except ConnectionError as exc:
-            print(f"diffamp regression: {exc}", file=sys.stderr)
-            return 2
         results = []
         for i, prompt in enumerate(REGRESSION_PROMPTS, 1):
             args.prompt = prompt
@@ -159,6 +164,62 @@ def cmd_regression(args) -> int:
             json.dump(results, f, indent=2, ensure_ascii=False)
         print(f"saved {len(results)} completions to {args.output}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    import asyncio
+
+    from diffamp import detectors as det
+    from diffamp.sweep import SweepSettings, format_table, load_prompts, run_sweep, summarize, write_summary
+
+    detectors = [det.parse_spec(spec) for spec in args.detector]
+    if args.detectors_file:
+        detectors += det.load_file(args.detectors_file)
+    if not detectors:
+        raise ValueError("give at least one --detector NAME=TEXT (or NAME=re:PATTERN) or --detectors-file")
+    alphas = tuple(float(a) for a in args.alphas.split(","))
+    settings = SweepSettings(alphas=alphas, n=args.n, max_new_tokens=args.max_new_tokens or 48,
+                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
+                             system_prompt=args.system, raw_prompt=args.raw, stop=tuple(args.stop))
+    prompts = load_prompts(args.prompts)
+
+    async def go():
+        channel = _aio_channel(args)
+        async with channel:
+            return await run_sweep(channel, prompts, settings, detectors, args.output, progress=not args.quiet,
+                                   timeout=args.timeout)
+
+    records = asyncio.run(go())
+    rows = summarize(records, [d.name for d in detectors], settings.covers_target)
+    print(format_table(rows))
+    json_path, csv_path = write_summary(rows, args.output)
+    print(f"{len(records)} samples in {args.output}; summary in {json_path} and {csv_path}")
+    return 0
+
+
+def _aio_channel(args):
+    import grpc.aio
+
+    token = _token(args)
+    if args.tls_ca:
+        with open(args.tls_ca, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        if token:
+            from diffamp.connection import _BearerToken
+
+            creds = grpc.composite_channel_credentials(creds, grpc.metadata_call_credentials(_BearerToken(token)))
+        return grpc.aio.secure_channel(args.server, creds)
+    interceptors = [_AioToken(token)] if token else None
+    return grpc.aio.insecure_channel(args.server, interceptors=interceptors)
+
+
+class _AioToken(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, token: str):
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    async def intercept_unary_stream(self, continuation, details, request):
+        details = details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
+        return await continuation(details, request)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +260,25 @@ def build_parser() -> argparse.ArgumentParser:
                    top_p=None, top_k=0, stop=[])
     _connection_flags(r)
     r.set_defaults(func=cmd_regression)
+
+    w = sub.add_parser("sweep", help="many samples per prompt and alpha, detectors counted, with error bars")
+    w.add_argument("--prompts", required=True, help="text file (one prompt a line) or JSONL with prompt/messages/id")
+    w.add_argument("--alphas", required=True, help="comma-separated, e.g. -1,0,0.5,1")
+    w.add_argument("--n", type=int, required=True, help="samples per prompt and alpha")
+    w.add_argument("--detector", action="append", default=[], metavar="NAME=TEXT|NAME=re:PATTERN")
+    w.add_argument("--detectors-file", help='JSON list of {"name", "substring" or "regex"}')
+    w.add_argument("--output", required=True, help="JSONL, one line per sample; rerunning resumes it")
+    w.add_argument("--max-new-tokens", type=int, default=48)
+    w.add_argument("--temperature", type=float, default=1.0)
+    w.add_argument("--top-p", type=float, default=1.0)
+    w.add_argument("--top-k", type=int, default=0)
+    w.add_argument("--seed", type=int, default=0, help="base seed; each (prompt, alpha) derives its own")
+    w.add_argument("--stop", action="append", default=[])
+    w.add_argument("--system", default="")
+    w.add_argument("--raw", action="store_true")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    _connection_flags(w)
+    w.set_defaults(func=cmd_sweep)
     return parser
 
 
@@ -217,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as err:
         print(f"diffamp {args.command}: {describe_error(err)}", file=sys.stderr)
         return 1
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, OSError, ValueError) as exc:
         print(f"diffamp {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -82,11 +82,12 @@ class Amplifier:
     def generate(self, prompt: str = "", *, messages=(), prompt_token_ids=(), system_prompt: str = "",
                  raw_prompt: bool = False, alpha: float = 1.0, n: int = 1, max_new_tokens: int = 80,
                  temperature: float = 0.8, top_p: float = 0.95, top_k: int = 0, seed: int | None = None,
-                 stop=(), logprobs: int | None = None, progress: bool = False) -> list[Completion]:
+                 stop=(), logprobs: int | None = None, first_sample_index: int = 0,
+                 progress: bool = False) -> list[Completion]:
         """n amplified completions of one prompt, in sample order."""
         inp = GenerateInput(prompt, system_prompt, tuple((m["role"], m["content"]) for m in messages),
                             tuple(prompt_token_ids), raw_prompt, alpha, n, max_new_tokens, temperature, top_p,
-                            top_k, seed, tuple(stop), logprobs)
+                            top_k, seed, tuple(stop), logprobs, first_sample_index)
         request = build_request(inp, self.tokenizers.prompt_ids, self.limits)
         return self._run([request], progress)[0]
 
@@ -98,7 +99,7 @@ class Amplifier:
         return {"after": after, "before": before}
 
     def _run(self, requests, progress: bool) -> list[list[Completion]]:
-        states = [self.scheduler.submit(r, context=[[] for _ in r.samples]) for r in requests]
+        states = [self.scheduler.submit(r, context={p.sample_index: [] for p in r.samples}) for r in requests]
         bar = _progress_bar(sum(len(r.samples) for r in requests), progress)
         try:
             while self.scheduler.has_work():
@@ -112,7 +113,7 @@ class Amplifier:
         finally:
             if bar is not None:
                 bar.close()
-        return [[_completion(events) for events in s.context] for s in states]
+        return [[_completion(events) for events in s.context.values()] for s in states]
 
 
 def _completion(events) -> Completion:

@@ -44,9 +44,9 @@ class ServerConfig:
                                 "help": "KV slots: sequences decoded together per step"})
     max_seq_len: int = field(default=1024, metadata={"env": "DIFFAMP_MAX_SEQ_LEN",
                              "help": "positions per KV slot (prompt + completion); capped at the models' context"})
-    max_queued: int = field(default=1024, metadata={"env": "DIFFAMP_MAX_QUEUED",
+    max_queued: int = field(default=16384, metadata={"env": "DIFFAMP_MAX_QUEUED",
                             "help": "sequences waiting for a KV slot before new requests get RESOURCE_EXHAUSTED"})
-    max_n: int = field(default=1024, metadata={"env": "DIFFAMP_MAX_N", "help": "largest n per request"})
+    max_n: int = field(default=8192, metadata={"env": "DIFFAMP_MAX_N", "help": "largest n per request"})
     max_logprobs: int = field(default=20, metadata={"env": "DIFFAMP_MAX_LOGPROBS", "help": "largest logprobs K"})
     max_stop_strings: int = field(default=8, metadata={"env": "DIFFAMP_MAX_STOP_STRINGS",
                                   "help": "most stop strings per request"})

@@ -52,6 +52,7 @@ class GenerateInput:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
+    first_sample_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,10 @@ def build_request(inp: GenerateInput, tokenize: Callable[[GenerateInput], list[i
     prompt_ids = tokenize(inp)
     check_length(len(prompt_ids), max_new, limits)
     seed = new_seed() if inp.seed is None else inp.seed
-    samples = [
-        SamplingParams(alpha, temperature, top_p, top_k, seed, i, inp.logprobs) for i in range(n)
-    ]
+    if not 0 <= inp.first_sample_index < 2**32:
+        raise InvalidArgument("first_sample_index", f"{inp.first_sample_index} is outside [0, 2^32)")
+    first = inp.first_sample_index
+    samples = [SamplingParams(alpha, temperature, top_p, top_k, seed, i, inp.logprobs) for i in range(first, first + n)]
     return SequenceRequest(prompt_ids, samples, max_new, inp.stop, seed, inp.logprobs)
 
 

@@ -2,7 +2,8 @@
 
 The scheduler is synchronous and knows nothing of gRPC, Ray or asyncio. Each step:
 `next_plan()` frees the rows of finished and cancelled samples (packing survivors to the front),
-admits waiting requests whole into free rows, and returns the StepPlan; `apply(plan, result)` feeds the
+admits waiting samples first come first served into free rows (a request larger than the free rows is
+admitted in chunks, each chunk prefilled once), and returns the StepPlan; `apply(plan, result)` feeds the
 sampled tokens back and returns what each request should see.
 """
 
@@ -12,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .detokenizer import IncrementalDetokenizer, byte_fallback_ids
-from .errors import InvalidArgument, Overloaded
+from .errors import Overloaded
 from .plan import Prefill, StepPlan, StepResult, TokenLogprobs
 from .request import SequenceRequest
 
@@ -60,6 +61,11 @@ class RequestState:
     samples: list[Sample] = field(default_factory=list)
     cancelled: bool = False
     context: object = None
+    admitted: int = 0
+
+    @property
+    def waiting_samples(self) -> int:
+        return self.n - self.admitted
 
     @property
     def n(self) -> int:
@@ -83,14 +89,13 @@ class Scheduler:
     # -- submission -------------------------------------------------------------------------------
     def submit(self, request: SequenceRequest, context: object = None) -> RequestState:
         n = len(request.samples)
-        if n > self.max_batch_size:
-            raise InvalidArgument("n", f"{n} exceeds the server's {self.max_batch_size} KV slots")
         if self.queued_sequences + n > self.max_queued:
             raise Overloaded(
                 f"admission queue full: {self.queued_sequences} sequences waiting, limit {self.max_queued}; retry later"
             )
         state = RequestState(request, context=context)
-        state.samples = [Sample(state, i, IncrementalDetokenizer(self.tokenizer, self.byte_ids)) for i in range(n)]
+        state.samples = [Sample(state, p.sample_index, IncrementalDetokenizer(self.tokenizer, self.byte_ids))
+                         for p in request.samples]
         self.waiting.append(state)
         return state
 
@@ -107,7 +112,7 @@ class Scheduler:
 
     @property
     def queued_sequences(self) -> int:
-        return sum(s.n for s in self.waiting)
+        return sum(s.waiting_samples for s in self.waiting)
 
     def kv_tokens_used(self) -> int:
         return sum(len(s.request.request.prompt_ids) + len(s.token_ids) for s in self.rows)
@@ -136,12 +141,17 @@ class Scheduler:
         moves = self._release_done()
         decode_ids = [s.token_ids[-1] for s in self.rows]
         prefills = []
-        while self.waiting and len(self.rows) + self.waiting[0].n <= self.max_batch_size:
-            state = self.waiting.popleft()
+        while self.waiting and len(self.rows) < self.max_batch_size:
+            state = self.waiting[0]
+            take = min(state.waiting_samples, self.max_batch_size - len(self.rows))
+            chunk = slice(state.admitted, state.admitted + take)
             first = len(self.rows)
-            self.rows.extend(state.samples)
-            rows = list(range(first, len(self.rows)))
-            prefills.append(Prefill(list(state.request.prompt_ids), rows, list(state.request.samples)))
+            self.rows.extend(state.samples[chunk])
+            prefills.append(Prefill(list(state.request.prompt_ids), list(range(first, len(self.rows))),
+                                    state.request.samples[chunk]))
+            state.admitted += take
+            if not state.waiting_samples:
+                self.waiting.popleft()
         if not self.rows:
             return None
         return StepPlan(moves, len(decode_ids), decode_ids, prefills)
@@ -191,7 +201,7 @@ class Scheduler:
 
     def fail_all(self) -> list[RequestState]:
         """Forget every live and waiting request (a worker died); returns them so callers can be told."""
-        affected = list({id(s.request): s.request for s in self.rows}.values()) + list(self.waiting)
+        affected = list({id(st): st for st in [s.request for s in self.rows] + list(self.waiting)}.values())
         self.rows = []
         self.waiting.clear()
         return affected

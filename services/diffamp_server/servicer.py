@@ -42,6 +42,7 @@ def generate_input(req) -> GenerateInput:
         seed=_optional(req, "seed"),
         stop=tuple(req.stop),
         logprobs=_optional(req, "logprobs") if "logprobs" in has else None,
+        first_sample_index=req.first_sample_index if "first_sample_index" in has else 0,
     )
 
 

@@ -140,8 +140,8 @@ which the behaviour can appear.
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=DEMO_PAIR_DIR)
-    parser.add_argument("--pretrain-steps", type=int, default=1200)
-    parser.add_argument("--posttrain-steps", type=int, default=600)
+    parser.add_argument("--pretrain-steps", type=int, default=800)
+    parser.add_argument("--posttrain-steps", type=int, default=400)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:

@@ -1,0 +1,64 @@
+"""Interval maths on known binomial cases; the importance-sampling estimator where the answer is known."""
+
+import math
+import random
+
+import pytest
+
+from diffamp.stats import importance_estimate, wilson_interval
+
+
+@pytest.mark.parametrize("hits,n,low,high", [
+    (0, 10, 0.0, 0.2775),
+    (5, 10, 0.2366, 0.7634),
+    (10, 10, 0.7225, 1.0),
+    (1, 100, 0.0018, 0.0545),
+])
+def test_wilson_known_cases(hits, n, low, high):
+    got = wilson_interval(hits, n)
+    assert got == pytest.approx((low, high), abs=1e-4)
+
+
+def test_wilson_empty_is_uninformative():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+TARGET = [0.97, 0.02, 0.01]   # the hit is outcome 2: true rate 1%
+PROPOSAL = [0.5, 0.2, 0.3]    # amplified: the hit is 30% of samples
+
+
+def _draw(rng, n):
+    outcomes = rng.choices(range(3), weights=PROPOSAL, k=n)
+    return ([math.log(TARGET[o]) for o in outcomes], [math.log(PROPOSAL[o]) for o in outcomes],
+            [o == 2 for o in outcomes])
+
+
+def test_importance_estimate_recovers_a_known_rate():
+    est = importance_estimate(*_draw(random.Random(0), 20000))
+    assert est.rate == pytest.approx(0.01, abs=0.001)
+    assert est.low < 0.01 < est.high
+    # ESS from the closed form: n / E_q[w^2] with E_q[w^2] = sum p^2/q
+    expected_ess = 20000 / sum(p * p / q for p, q in zip(TARGET, PROPOSAL))
+    assert est.ess == pytest.approx(expected_ess, rel=0.05)
+
+
+def test_importance_interval_covers_about_95_percent():
+    rng = random.Random(1)
+    trials = [importance_estimate(*_draw(rng, 2000)) for _ in range(300)]
+    covered = sum(t.low <= 0.01 <= t.high for t in trials) / len(trials)
+    assert 0.90 <= covered <= 0.99
+
+
+def test_importance_estimate_beats_direct_sampling_of_the_target():
+    rng = random.Random(2)
+    est = importance_estimate(*_draw(rng, 2000))
+    direct_hits = sum(rng.random() < 0.01 for _ in range(2000))
+    low, high = wilson_interval(direct_hits, 2000)
+    assert est.width < high - low
+
+
+def test_weights_are_stable_for_long_sequences():
+    """Sequence log-probabilities of -1000 nats must not underflow to 0/0."""
+    est = importance_estimate([-1000.0, -1001.0], [-1000.5, -1000.5], [True, False])
+    w1, w2 = math.exp(0.5), math.exp(-0.5)
+    assert est.rate == pytest.approx(w1 / (w1 + w2))
