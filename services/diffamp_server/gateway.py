@@ -125,7 +125,8 @@ class Gateway:
                 state.context.put_nowait(event)
 
     async def _recover(self, exc: Exception) -> None:
-        message = f"model worker failed during a step ({type(exc).__name__}: {_first_line(exc)})"
+        cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the worker's own exception
+        message = f"model worker failed during a step ({type(cause).__name__}: {_first_line(cause)})"
         log.error("%s; ending %d live streams and recovering", message, self.scheduler.live_sequences)
         self._set_healthy(False)
         for state in self.scheduler.fail_all():

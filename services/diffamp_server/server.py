@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from diffamp.v1 import diffamp_pb2, diffamp_pb2_grpc
 
-from .auth import BearerTokenInterceptor
+from .interceptors import BearerTokenInterceptor, DecodeGuardInterceptor
 from .config import ServerConfig
 from .gateway import Gateway
 from .loading import ModelSource, context_length
@@ -118,6 +118,7 @@ async def start_server(config: ServerConfig, resources: tuple[dict | None, dict 
     options = [("grpc.max_receive_message_length", config.max_message_bytes),
                ("grpc.max_send_message_length", config.max_message_bytes)]
     interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
+    interceptors.append(DecodeGuardInterceptor())
     server = grpc.aio.server(options=options, interceptors=interceptors)
     diffamp_pb2_grpc.add_AmplificationServiceServicer_to_server(AmplificationServicer(gateway), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -11,6 +11,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from .errors import DiffampError, InvalidArgument, Overloaded, ShuttingDown, WorkerUnavailable
+from .interceptors import Undecodable
 
 log = logging.getLogger(__name__)
 DOMAIN = "diffamp.v1"
@@ -52,6 +53,7 @@ def grpc_errors(method):
         @functools.wraps(method)
         async def stream_wrapper(self, request, context):
             try:
+                _check_decoded(request)
                 async for item in method(self, request, context):
                     yield item
             except grpc.aio.AbortError:
@@ -63,12 +65,18 @@ def grpc_errors(method):
     @functools.wraps(method)
     async def unary_wrapper(self, request, context):
         try:
+            _check_decoded(request)
             return await method(self, request, context)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001
             await abort(context, exc)
     return unary_wrapper
+
+
+def _check_decoded(request) -> None:
+    if isinstance(request, Undecodable):
+        raise InvalidArgument("request", f"not a valid message for this method ({request.error})")
 
 
 def _is_async_gen(fn) -> bool:

@@ -1,10 +1,12 @@
-"""Optional bearer-token auth. A missing or wrong token gets UNAUTHENTICATED before any work is done."""
+"""Server interceptors: bearer-token auth, and undecodable requests turned into INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -22,6 +24,31 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         if hmac.compare_digest(given.encode() if isinstance(given, str) else given, self._expected):
             return handler
         return _rejecting(handler)
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Stands in for a request whose bytes are not a valid message; handlers answer INVALID_ARGUMENT."""
+
+    error: str
+
+
+class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):
+    """Without it, garbage bytes make grpc answer UNKNOWN from inside its own deserializer."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        decode = handler.request_deserializer
+
+        def guarded(data: bytes):
+            try:
+                return decode(data)
+            except DecodeError as exc:
+                return Undecodable(str(exc))
+
+        return handler._replace(request_deserializer=guarded)
 
 
 def _rejecting(handler):

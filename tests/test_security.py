@@ -1,0 +1,144 @@
+"""TLS and bearer-token auth end to end with the CLI, and a fuzz of garbage requests."""
+
+import logging
+import math
+import subprocess
+import sys
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from certs import write_certs
+from conftest import ServerThread
+from diffamp.v1 import diffamp_pb2 as pb
+from diffamp.v1 import diffamp_pb2_grpc
+from diffamp_server.config import ServerConfig
+from service import collect, request
+
+TOKEN = "s3cret-token-value"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return write_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def server(ray_cluster, llama_pair, certs):
+    after, before = llama_pair
+    config = ServerConfig(after=str(after), before=str(before), port=0, max_batch_size=8, max_seq_len=64,
+                          max_n=4, auth_token=TOKEN, tls_cert=str(certs["cert"]), tls_key=str(certs["key"]))
+    srv = ServerThread(config)
+    yield srv
+    srv.stop()
+
+
+def _secure_stub(server, certs, token=None):
+    creds = grpc.ssl_channel_credentials(root_certificates=certs["ca"].read_bytes())
+    channel = grpc.secure_channel(server.address, creds)
+    return channel, diffamp_pb2_grpc.AmplificationServiceStub(channel), token
+
+
+def _cli(server, certs, *args):
+    return subprocess.run([sys.executable, "-m", "diffamp.cli", *args, "--server", server.address,
+                           "--tls-ca", str(certs["ca"])], capture_output=True, text=True, timeout=60)
+
+
+def test_cli_with_tls_and_token(server, certs):
+    out = _cli(server, certs, "generate", "hi", "--max-new-tokens", "4", "--seed", "1", "--json", "--token", TOKEN)
+    assert out.returncode == 0, out.stderr
+    assert '"finish_reason"' in out.stdout
+    assert _cli(server, certs, "info", "--token", TOKEN).returncode == 0
+
+
+@pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x"])
+def test_missing_or_wrong_token_is_unauthenticated_and_does_no_work(server, certs, token):
+    steps = server.running.gateway.steps
+    args = ["generate", "hi", "--max-new-tokens", "4"] + (["--token", token] if token else [])
+    out = _cli(server, certs, *args)
+    assert out.returncode == 1 and "UNAUTHENTICATED" in out.stderr
+    out = _cli(server, certs, "info", *(["--token", token] if token else []))
+    assert "UNAUTHENTICATED" in out.stderr
+    assert server.running.gateway.steps == steps
+
+
+def test_health_stays_open_and_plaintext_is_refused(server, certs):
+    channel, _, _ = _secure_stub(server, certs)
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+    plain = diffamp_pb2_grpc.AmplificationServiceStub(grpc.insecure_channel(server.address))
+    with pytest.raises(grpc.RpcError):
+        plain.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+
+
+def test_the_token_never_reaches_the_logs(server, certs, caplog):
+    caplog.set_level(logging.DEBUG)
+    _cli(server, certs, "info", "--token", "wrong-" + TOKEN)
+    assert TOKEN not in caplog.text
+    assert TOKEN not in repr(server.running.config)
+
+
+FIELDS = st.fixed_dictionaries({}, optional={
+    "prompt": st.text(max_size=200),
+    "system_prompt": st.text(max_size=50),
+    "messages": st.lists(st.builds(lambda r, c: pb.ChatMessage(role=r, content=c),
+                                   st.sampled_from(["user", "system", "assistant", "", "root", "🤖"]),
+                                   st.text(max_size=40)), max_size=3),
+    "prompt_token_ids": st.lists(st.integers(-2**31, 2**31 - 1), max_size=20),
+    "raw_prompt": st.booleans(),
+    "alpha": st.floats(allow_nan=True, allow_infinity=True, width=32),
+    "n": st.integers(-5, 10),
+    "max_new_tokens": st.integers(-10, 100),
+    "temperature": st.floats(allow_nan=True, allow_infinity=True, width=32),
+    "top_p": st.floats(allow_nan=True, allow_infinity=True, width=32),
+    "top_k": st.integers(-2**31, 2**31 - 1),
+    "seed": st.integers(0, 2**64 - 1),
+    "stop": st.lists(st.text(max_size=80), max_size=10),
+    "logprobs": st.integers(-3, 30),
+    "first_sample_index": st.integers(0, 2**32 - 1),
+})
+ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+@pytest.fixture(scope="module")
+def authed_stub(server, certs):
+    creds = grpc.composite_channel_credentials(
+        grpc.ssl_channel_credentials(root_certificates=certs["ca"].read_bytes()),
+        grpc.access_token_call_credentials(TOKEN))
+    channel = grpc.secure_channel(server.address, creds)
+    return channel, diffamp_pb2_grpc.AmplificationServiceStub(channel)
+
+
+@settings(max_examples=450, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=FIELDS)
+def test_fuzz_requests_always_get_a_status(authed_stub, fields):
+    _, stub = authed_stub
+    try:
+        samples = collect(stub.Generate(pb.GenerateRequest(**fields), timeout=30))
+        code = grpc.StatusCode.OK
+        assert all(s["finish_reason"] for s in samples.values())
+    except grpc.RpcError as err:
+        code = err.code()
+    assert code in ALLOWED, fields
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.binary(max_size=300))
+def test_fuzz_garbage_bytes(authed_stub, garbage):
+    channel, _ = authed_stub
+    call = channel.unary_stream("/diffamp.v1.AmplificationService/Generate",
+                                request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    try:
+        list(call(garbage, timeout=30))
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_after_the_fuzz_a_normal_request_succeeds(authed_stub, server):
+    _, stub = authed_stub
+    samples = collect(stub.Generate(request(n=2, seed=5, max_new_tokens=6)))
+    assert sorted(samples) == [0, 1] and all(s["finish_reason"] for s in samples.values())
+    assert server.running.gateway.scheduler.live_sequences == 0
