@@ -174,6 +174,17 @@ def test_a_request_larger_than_the_batch_is_admitted_in_chunks():
     assert together == alone
 
 
+def test_a_big_request_takes_turns_with_later_ones():
+    s = Scheduler(CharTokenizer(), {EOS}, 2, 100)
+    worker = FakeWorker(2)
+    big = s.submit(request([-1, 0], n=50, max_new=1))
+    small = s.submit(request([-1, 1], n=1, max_new=1))
+    for _ in range(3):
+        plan = s.next_plan()
+        s.apply(plan, worker.step(plan))
+    assert small.finished and not big.finished
+
+
 def test_fail_all_returns_every_request_once():
     s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
     a = s.submit(request([-1, 0], n=3))

@@ -2,8 +2,8 @@
 
 The scheduler is synchronous and knows nothing of gRPC, Ray or asyncio. Each step:
 `next_plan()` frees the rows of finished and cancelled samples (packing survivors to the front),
-admits waiting samples first come first served into free rows (a request larger than the free rows is
-admitted in chunks, each chunk prefilled once), and returns the StepPlan; `apply(plan, result)` feeds the
+admits waiting samples into free rows (a request larger than the free rows is admitted in chunks, each
+prefilled once, taking turns with the requests behind it), and returns the StepPlan; `apply(plan, result)` feeds the
 sampled tokens back and returns what each request should see.
 """
 
@@ -142,7 +142,7 @@ class Scheduler:
         decode_ids = [s.token_ids[-1] for s in self.rows]
         prefills = []
         while self.waiting and len(self.rows) < self.max_batch_size:
-            state = self.waiting[0]
+            state = self.waiting.popleft()
             take = min(state.waiting_samples, self.max_batch_size - len(self.rows))
             chunk = slice(state.admitted, state.admitted + take)
             first = len(self.rows)
@@ -150,8 +150,8 @@ class Scheduler:
             prefills.append(Prefill(list(state.request.prompt_ids), list(range(first, len(self.rows))),
                                     state.request.samples[chunk]))
             state.admitted += take
-            if not state.waiting_samples:
-                self.waiting.popleft()
+            if state.waiting_samples:
+                self.waiting.append(state)  # round robin: a big request cannot starve the ones behind it
         if not self.rows:
             return None
         return StepPlan(moves, len(decode_ids), decode_ids, prefills)

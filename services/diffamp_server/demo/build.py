@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=DEMO_PAIR_DIR)
     parser.add_argument("--pretrain-steps", type=int, default=800)
-    parser.add_argument("--posttrain-steps", type=int, default=400)
+    parser.add_argument("--posttrain-steps", type=int, default=800)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
