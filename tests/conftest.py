@@ -30,13 +30,13 @@ def vocab_pair(pair_root):
 class ServerThread:
     """A real diffamp server (gateway + Ray workers + grpc.aio) on its own event loop in a thread."""
 
-    def __init__(self, config, resources=(None, None)):
+    def __init__(self, config):
         from diffamp_server.server import start_server
 
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.running = self.run(start_server(config, resources), timeout=180)
+        self.running = self.run(start_server(config), timeout=180)
         self.address = f"127.0.0.1:{self.running.port}"
 
     def run(self, coro, timeout=60):

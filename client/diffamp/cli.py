@@ -7,6 +7,7 @@ Examples:
     diffamp compare "I'm feeling really down today. Any advice?"
     diffamp tokenizers
     diffamp info
+    diffamp health                                  # exit 0 when the server reports SERVING
     diffamp regression --alpha 1 --output regression.json
     diffamp sweep --prompts prompts.txt --alphas 0,1 --n 500 --detector quirk="escaping my servers" --output s.jsonl
 """
@@ -142,6 +143,16 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_health(args) -> int:
+    from diffamp.health import check
+
+    channel = open_channel(args.server, tls_ca=args.tls_ca)
+    with channel:
+        status = check(channel, args.service, args.timeout or 3.0)
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
 def cmd_regression(args) -> int:
     args.wait = args.wait or 5.0
     try:
@@ -250,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="models, placement and live load")
     _connection_flags(i)
     i.set_defaults(func=cmd_info)
+
+    h = sub.add_parser("health", help="standard gRPC health check; exit 0 only when SERVING (for HEALTHCHECK)")
+    h.add_argument("--service", default="", help="service name to check (default: the whole server)")
+    _connection_flags(h)
+    h.set_defaults(func=cmd_health)
 
     r = sub.add_parser("regression", help="the five regression prompts, shown readably")
     r.add_argument("--alpha", type=float, default=1.0)

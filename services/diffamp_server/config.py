@@ -6,6 +6,7 @@ MODEL_BEFORE_ID, DEVICE, HOST and PORT are still honoured.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -32,6 +33,10 @@ class ServerConfig:
                              "help": "join this Ray cluster; empty starts a local one"})
     ray_num_cpus: int = field(default=0, metadata={"env": "DIFFAMP_RAY_NUM_CPUS",
                               "help": "CPUs of the local Ray instance (0: all)"})
+    after_resources: str = field(default="", metadata={"env": "DIFFAMP_AFTER_RESOURCES",
+                                 "help": 'Ray custom resources the after (or colocated) actor needs, as JSON: {"gpu_a": 1}'})
+    before_resources: str = field(default="", metadata={"env": "DIFFAMP_BEFORE_RESOURCES",
+                                  "help": "Ray custom resources the before actor needs (split placement), as JSON"})
     worker_cpus: float = field(default=1.0, metadata={"env": "DIFFAMP_WORKER_CPUS",
                                "help": "Ray CPUs each model actor reserves"})
     torch_threads: int = field(default=0, metadata={"env": "DIFFAMP_TORCH_THREADS",
@@ -72,8 +77,23 @@ class ServerConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("TLS needs both a certificate and a key file")
+        for name in ("after_resources", "before_resources"):
+            self.actor_resources(name)
         if self.alpha_bound <= 0:
             raise ValueError(f"alpha_bound must be > 0; got {self.alpha_bound}")
+
+    def actor_resources(self, name: str) -> dict | None:
+        """after_resources / before_resources parsed: a JSON object of resource name -> amount, or None."""
+        raw = getattr(self, name)
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{name} must be a JSON object, e.g. '{{\"gpu_a\": 1}}': {exc}") from None
+        if not isinstance(value, dict) or not all(isinstance(v, (int, float)) for v in value.values()):
+            raise ValueError(f"{name} must be a JSON object of resource name -> number; got {raw!r}")
+        return value
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "ServerConfig":

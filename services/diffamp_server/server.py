@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import signal
 import sys
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -82,12 +83,21 @@ def init_ray(config: ServerConfig) -> None:
     if ray.is_initialized():
         return
     if config.ray_address:
-        ray.init(address=config.ray_address, log_to_driver=True)
+        deadline = time.monotonic() + 120
+        while True:  # in a pod, the Ray head may still be starting
+            try:
+                ray.init(address=config.ray_address, log_to_driver=True)
+                return
+            except ConnectionError as exc:
+                if time.monotonic() > deadline:
+                    raise ConnectionError(f"no Ray cluster at {config.ray_address}: {exc}") from exc
+                log.info("waiting for the Ray cluster at %s", config.ray_address)
+                time.sleep(2)
     else:
         ray.init(num_cpus=config.ray_num_cpus or None, include_dashboard=False, log_to_driver=True)
 
 
-async def start_server(config: ServerConfig, resources: tuple[dict | None, dict | None] = (None, None)) -> RunningServer:
+async def start_server(config: ServerConfig) -> RunningServer:
     """Load tokenizers, start the workers and the gRPC server. Returns once it is serving."""
     log.info("configuration: %s", config.redacted())
     after_src, before_src = model_sources(config)
@@ -101,6 +111,7 @@ async def start_server(config: ServerConfig, resources: tuple[dict | None, dict 
                       tuple(shared.tolist()), config.torch_threads)
     log.info("starting %s workers on %s (%d KV slots x %d positions)", placement, device,
              config.max_batch_size, max_seq_len)
+    resources = (config.actor_resources("after_resources"), config.actor_resources("before_resources"))
     pool = WorkerPool(spec, placement, config.worker_cpus, resources=resources)
     await pool.start()
     limits = Limits(config.max_n, config.max_logprobs, config.max_stop_strings, config.max_stop_string_chars,
@@ -132,6 +143,9 @@ async def start_server(config: ServerConfig, resources: tuple[dict | None, dict 
         port = server.add_insecure_port(address)
     await server.start()
     on_health_change(True)
+    # "liveness" stays SERVING while the process answers, so a liveness probe never kills a gateway that is
+    # only waiting for a worker to restart.
+    await health_servicer.set("liveness", health_pb2.HealthCheckResponse.SERVING)
     log.info("diffamp serving on %s:%d (%s, tls %s, auth %s)", config.host, port, placement,
              "on" if config.tls_cert else "off", "on" if config.auth_token else "off")
     return RunningServer(server, gateway, pool, port, config)
