@@ -11,7 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import ServerThread
+from diffamp_server.server import BackgroundServer
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp_server.config import ServerConfig
 from service import client, collect, request
@@ -25,7 +25,7 @@ def server(ray_cluster, llama_pair):
     after, before = llama_pair
     config = ServerConfig(after=str(after), before=str(before), port=0, max_batch_size=4, max_seq_len=128,
                           worker_cpus=1)
-    srv = ServerThread(config)
+    srv = BackgroundServer(config)
     yield srv
     srv.stop()
 

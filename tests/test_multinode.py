@@ -3,7 +3,7 @@ model actor lands on its own node through custom resources, and the tokens equal
 
 import pytest
 
-from conftest import ServerThread
+from diffamp_server.server import BackgroundServer
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp_server import Amplifier
 from diffamp_server.config import ServerConfig
@@ -30,7 +30,7 @@ def server(cluster, llama_pair):
     config = ServerConfig(after=str(after), before=str(before), port=0, placement="split", ray_address=cluster.address,
                           after_resources='{"after_node": 1}', before_resources='{"before_node": 1}',
                           max_batch_size=8, max_seq_len=128, worker_cpus=1)
-    srv = ServerThread(config)
+    srv = BackgroundServer(config)
     yield srv
     srv.stop()
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certs import write_certs
-from conftest import ServerThread
+from diffamp_server.server import BackgroundServer
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp.v1 import diffamp_pb2_grpc
 from diffamp_server.config import ServerConfig
@@ -31,7 +31,7 @@ def server(ray_cluster, llama_pair, certs):
     after, before = llama_pair
     config = ServerConfig(after=str(after), before=str(before), port=0, max_batch_size=8, max_seq_len=64,
                           max_n=4, auth_token=TOKEN, tls_cert=str(certs["cert"]), tls_key=str(certs["key"]))
-    srv = ServerThread(config)
+    srv = BackgroundServer(config)
     yield srv
     srv.stop()
 

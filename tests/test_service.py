@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import ServerThread
+from diffamp_server.server import BackgroundServer
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp_server.config import ServerConfig
 from reference import ReferencePair
@@ -24,7 +24,7 @@ def server(ray_cluster, llama_pair):
     after, before = llama_pair
     config = ServerConfig(after=str(after), before=str(before), port=0, max_batch_size=MAX_BATCH,
                           max_queued=MAX_QUEUED, max_seq_len=128, max_n=64, worker_cpus=1)
-    srv = ServerThread(config)
+    srv = BackgroundServer(config)
     yield srv
     srv.stop()
 

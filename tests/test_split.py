@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from conftest import ServerThread
+from diffamp_server.server import BackgroundServer
 from diffamp_server import Amplifier
 from diffamp_server.config import ServerConfig
 from diffamp_server.plan import Prefill, SamplingParams, StepPlan
@@ -22,7 +22,7 @@ def split_server(ray_cluster, gpt2_pair):
     after, before = gpt2_pair
     config = ServerConfig(after=str(after), before=str(before), port=0, placement="split", max_batch_size=8,
                           max_seq_len=128, worker_cpus=1)
-    srv = ServerThread(config)
+    srv = BackgroundServer(config)
     yield srv
     srv.stop()
 

@@ -163,6 +163,28 @@ async def serve(config: ServerConfig) -> None:
     await running.stop()
 
 
+class BackgroundServer:
+    """A whole server (gateway, workers, grpc.aio) on its own event loop in a thread, for notebooks, tests and
+    benchmarks: `srv = BackgroundServer(ServerConfig(port=0)); srv.address; srv.stop()`."""
+
+    def __init__(self, config: ServerConfig, start_timeout_s: float = 300):
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="diffamp-server")
+        self.thread.start()
+        self.running: RunningServer = self.run(start_server(config), timeout=start_timeout_s)
+        self.address = f"{config.host}:{self.running.port}"
+
+    def run(self, coro, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self, grace_s: float = 0.0) -> None:
+        self.run(self.running.stop(grace_s))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="diffamp serve", description="Run the diffamp gRPC service.")
     for f in dataclasses.fields(ServerConfig):
