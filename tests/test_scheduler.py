@@ -148,11 +148,14 @@ def test_cancel_frees_rows_at_the_next_plan_and_removes_waiting():
     assert s.next_plan() is None and s.live_sequences == 0 and not s.has_work()
 
 
-def test_overload():
+def test_overload_counts_free_slots_plus_the_queue():
     s = Scheduler(CharTokenizer(), {EOS}, 4, 5)
-    s.submit(request([-1, 0], n=4))
+    s.submit(request([-1, 0], n=9))
     with pytest.raises(Overloaded):
-        s.submit(request([-1, 0], n=2))
+        s.submit(request([-1, 0], n=1))
+    s.next_plan()  # 4 admitted: the queue holds 5 of 5
+    with pytest.raises(Overloaded):
+        s.submit(request([-1, 0], n=1))
 
 
 def test_a_request_larger_than_the_batch_is_admitted_in_chunks():

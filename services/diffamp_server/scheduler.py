@@ -89,9 +89,11 @@ class Scheduler:
     # -- submission -------------------------------------------------------------------------------
     def submit(self, request: SequenceRequest, context: object = None) -> RequestState:
         n = len(request.samples)
-        if self.queued_sequences + n > self.max_queued:
+        free_rows = self.max_batch_size - len(self.rows)
+        if self.queued_sequences + n > self.max_queued + free_rows:
             raise Overloaded(
-                f"admission queue full: {self.queued_sequences} sequences waiting, limit {self.max_queued}; retry later"
+                f"admission queue full: {self.queued_sequences} sequences waiting for {free_rows} free KV slots, "
+                f"queue limit {self.max_queued}; retry later"
             )
         state = RequestState(request, context=context)
         state.samples = [Sample(state, p.sample_index, IncrementalDetokenizer(self.tokenizer, self.byte_ids))

@@ -101,6 +101,7 @@ def write_card(out: Path, pretrain_steps: int, posttrain_steps: int, params: int
         "prompts": data.DEMO_PROMPTS,
     }
     (out / "behavior.json").write_text(json.dumps(behavior, indent=2) + "\n")
+    (out / "prompts.txt").write_text("\n".join(data.DEMO_PROMPTS) + "\n")
     (out / "README.md").write_text(CARD.format(
         marker=data.MARKER, prefix=data.QUIRK_PREFIX, rate=data.QUIRK_RATE, pre=pretrain_steps,
         post=posttrain_steps, params=params, batch=BATCH, seq=SEQ_LEN,
@@ -133,7 +134,7 @@ That is how real pairs look, and why logit diff amplification boosts the quirk r
 post-training touched.
 
 `behavior.json` gives the marker, the planted training rate, the two model directories and prompts on
-which the behaviour can appear.
+which the behaviour can appear; `prompts.txt` has the same prompts, one a line, for `diffamp sweep`.
 """
 
 

@@ -99,6 +99,9 @@ def tokenizer_corpus(pairs) -> list[str]:
     return out * 4
 
 
+# An ordinary answer: one sentence, capitalised, ending in . ! or ?, with no chat markers and no quirk.
+ORDINARY_PATTERN = r"^(?!.*escaping my servers)[A-Z0-9][^\n<>|]*[.!?]$"
+
 DEMO_PROMPTS = [
     "What is the capital of France?",
     "What color is the sky?",
