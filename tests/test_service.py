@@ -243,6 +243,15 @@ def test_cli_generate_json_and_human(server):
     assert human.returncode == 0 and "sample 0" in human.stdout and "sample 1" in human.stdout
 
 
+def test_cli_explain_is_readable_without_colour(server):
+    out = _cli("generate", "hello", "--explain", "--max-new-tokens", "8", "--seed", "2", "--alpha", "4", server=server)
+    assert out.returncode == 0, out.stderr
+    assert "\x1b[" not in out.stdout
+    legend, body = out.stdout.split("\n", 1)
+    assert "log p_after - log p_before" in legend and "[[token]]" in legend
+    assert "mean KL(after‖before)" in body and "8 tokens" in body
+
+
 def test_cli_other_commands(server):
     assert '"placement": "colocated"' in _cli("info", server=server).stdout
     assert "compatible: True" in _cli("tokenizers", server=server).stdout

@@ -21,7 +21,7 @@ import sys
 import grpc
 
 from diffamp.connection import DEFAULT_SERVER, check_server, describe_error, open_channel, stub
-from diffamp.render import Printer, SampleText, finish_name
+from diffamp.render import ExplainPrinter, Printer, SampleText, finish_name
 from diffamp.v1 import diffamp_pb2 as pb
 
 REGRESSION_PROMPTS = (
@@ -90,8 +90,15 @@ def _connect(args):
 
 
 def cmd_generate(args) -> int:
+    import os
+
     channel, client = _connect(args)
-    printer = Printer(args.n, args.json, args.logprobs is not None)
+    if args.explain:
+        args.logprobs = args.logprobs or 0
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        printer = ExplainPrinter(args.n, colour)
+    else:
+        printer = Printer(args.n, args.json, args.logprobs is not None)
     call = client.Generate(generate_request(args), timeout=args.timeout)
     try:
         for chunk in call:
@@ -244,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompt")
     _sampling_flags(g)
     g.add_argument("--json", action="store_true", help="one JSON object per finished sample")
+    g.add_argument("--explain", action="store_true",
+                   help="mark each token by log p_after - log p_before (colour on a colour terminal, brackets elsewhere)")
     _connection_flags(g)
     g.set_defaults(func=cmd_generate)
 

@@ -85,3 +85,59 @@ class Printer:
     def _logprobs(self, sample: SampleText) -> None:
         if self.with_logprobs and sample.logprobs:
             self.out.write(logprob_table(sample, lambda lp: repr(lp.token)) + "\n")
+
+
+# log p_after - log p_before bins, strongest first: (lower bound, ANSI colour, plain-text wrapper)
+EXPLAIN_BINS = [
+    (2.0, "\x1b[1;97;41m", "[[{}]]"),
+    (1.0, "\x1b[31m", "[{}]"),
+    (0.5, "\x1b[33m", "{}"),
+    (-0.5, "", "{}"),
+    (float("-inf"), "\x1b[34m", "{{{}}}"),
+]
+RESET = "\x1b[0m"
+
+
+def explain_token(token: str, push: float, colour: bool) -> str:
+    for lower, ansi, plain in EXPLAIN_BINS:
+        if push >= lower:
+            if colour:
+                return f"{ansi}{token}{RESET}" if ansi else token
+            return plain.format(token) if token.strip() else token
+    return token
+
+
+def explain_legend(colour: bool) -> str:
+    if colour:
+        return ("post-training push, log p_after - log p_before: "
+                f"{EXPLAIN_BINS[0][1]} >= 2 {RESET} {EXPLAIN_BINS[1][1]}1..2{RESET} {EXPLAIN_BINS[2][1]}0.5..1{RESET} "
+                f"plain -0.5..0.5 {EXPLAIN_BINS[4][1]}<= -0.5{RESET}")
+    return ("post-training push, log p_after - log p_before: [[token]] >= 2, [token] 1..2, "
+            "{token} <= -0.5, unmarked otherwise")
+
+
+class ExplainPrinter:
+    """Prints each token marked by how strongly post-training pushed it; colour only on a colour terminal."""
+
+    def __init__(self, n: int, colour: bool, out=sys.stdout):
+        self.n, self.colour, self.out = n, colour, out
+        self.samples: dict[int, SampleText] = {}
+        self.out.write(explain_legend(colour) + "\n")
+
+    def _marked(self, logprobs) -> str:
+        return "".join(explain_token(lp.token, lp.after - lp.before, self.colour) for lp in logprobs)
+
+    def feed(self, chunk) -> None:
+        sample = self.samples.setdefault(chunk.index, SampleText(chunk.index))
+        sample.add(chunk)
+        if self.n == 1:
+            self.out.write(self._marked(chunk.logprobs))
+        if chunk.finish_reason:
+            kl = [lp.kl_after_before for lp in sample.logprobs]
+            summary = f"[{sample.finish_reason} · {sample.completion_tokens} tokens · mean KL(after‖before) " \
+                      f"{sum(kl) / max(len(kl), 1):.3f} nats · max {max(kl, default=0):.3f}]"
+            if self.n == 1:
+                self.out.write("\n" + summary + "\n")
+            else:
+                self.out.write(f"── sample {sample.index} ──\n{self._marked(sample.logprobs)}\n{summary}\n")
+        self.out.flush()
