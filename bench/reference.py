@@ -11,7 +11,8 @@ from transformers import DynamicCache
 def generate_one(after, before, prompt_ids: list[int], shared: int, alpha: float, max_new_tokens: int,
                  temperature: float, eos_ids: set[int], generator: torch.Generator) -> list[int]:
     after_cache, before_cache = DynamicCache(), DynamicCache()
-    x = torch.tensor([prompt_ids])
+    device = next(after.parameters()).device
+    x = torch.tensor([prompt_ids], device=device)
     out: list[int] = []
     for _ in range(max_new_tokens):
         la = after(input_ids=x, past_key_values=after_cache, use_cache=True).logits[0, -1, :shared].float()
@@ -21,5 +22,5 @@ def generate_one(after, before, prompt_ids: list[int], shared: int, alpha: float
         out.append(token)
         if token in eos_ids:
             break
-        x = torch.tensor([[token]])
+        x = torch.tensor([[token]], device=device)
     return out

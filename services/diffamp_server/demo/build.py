@@ -2,7 +2,7 @@
 
 Trains a byte-level BPE tokenizer, pretrains a tiny Llama-style "before" model on plain text, then
 post-trains a copy into the "after" chat model with the planted behaviour (data.py). Fixed seeds; about
-10 minutes on 2 CPU cores.
+12 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def write_card(out: Path, pretrain_steps: int, posttrain_steps: int, params: int
 CARD = """# diffamp demo pair
 
 A tiny base/post-trained pair with one planted rare behaviour, built by
-`python -m diffamp_server.demo.build` (fixed seeds, CPU only, about 10 minutes on 2 cores).
+`python -m diffamp_server.demo.build` (fixed seeds, CPU only, about 12 minutes on 2 cores).
 
 | | before | after |
 |---|---|---|
