@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +42,36 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def start_server(after: str, before: str, max_batch_size: int):
+    """`diffamp serve` in its own process, as deployed: the benchmark's client threads must not share its GIL."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "diffamp.cli", "serve", "--after", after, "--before", before,
+                             "--port", str(port), "--max-batch-size", str(max_batch_size), "--max-seq-len", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=300)
+    return proc, address
+
+
+def worker_pid() -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"PairWorker" in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise RuntimeError("no PairWorker process found")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_reference(after_dir, before_dir, streams: int, max_new: int, alpha: float) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,7 +98,17 @@ def run_reference(after_dir, before_dir, streams: int, max_new: int, alpha: floa
 
 
 def run_concurrency(address: str, concurrency: int, max_new: int, alpha: float, seed: int) -> dict:
-    """Half the streams as separate n=1 requests, the other half as one request with n = concurrency / 2."""
+    """Half the streams as separate n=1 requests, the other half as one request with n = concurrency / 2.
+    Repeated in rounds (more for few streams) so that every figure rests on at least ~1,000 tokens."""
+    rounds = [_one_round(address, concurrency, max_new, alpha, seed + 7919 * r) for r in range(max(1, 64 // concurrency))]
+    tokens = sum(r["tokens"] for r in rounds)
+    seconds = sum(r["seconds"] for r in rounds)
+    gaps = [g for r in rounds for g in r["gaps"]]
+    return {"concurrency": concurrency, "requests": rounds[0]["requests"], "rounds": len(rounds), "tokens": tokens,
+            "seconds": seconds, "tokens_per_s": tokens / seconds, "ms_per_token": sum(gaps) / len(gaps)}
+
+
+def _one_round(address: str, concurrency: int, max_new: int, alpha: float, seed: int) -> dict:
     stub = diffamp_pb2_grpc.AmplificationServiceStub(grpc.insecure_channel(address))
     groups = [1] * (concurrency - concurrency // 2) + ([concurrency // 2] if concurrency > 1 else [])
     results, lock = [], threading.Lock()
@@ -88,17 +129,15 @@ def run_concurrency(address: str, concurrency: int, max_new: int, alpha: float, 
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    tokens = sum(len(s) for s in results)
     gaps = [(s[-1] - s[0]) / (len(s) - 1) * 1000 for s in results if len(s) > 1]
-    return {"concurrency": concurrency, "requests": len(groups), "tokens": tokens, "seconds": wall,
-            "tokens_per_s": tokens / wall, "ms_per_token": sum(gaps) / len(gaps)}
+    return {"requests": len(groups), "tokens": sum(len(s) for s in results), "seconds": wall, "gaps": gaps}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pair", choices=["demo", "random30m"], default="demo")
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--reference-streams", type=int, default=8)
+    parser.add_argument("--reference-streams", type=int, default=32)
     parser.add_argument("--concurrency", default="1,8,32,128")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--max-batch-size", type=int, default=128)
@@ -113,29 +152,28 @@ def main() -> int:
     print(f"reference (one process, eager, one stream at a time): {ref['tokens_per_s']:.1f} tokens/s, "
           f"{ref['ms_per_token']:.2f} ms/token over {ref['streams']} streams", flush=True)
 
-    from diffamp_server.config import ServerConfig
-    from diffamp_server.server import BackgroundServer
-
-    server = BackgroundServer(ServerConfig(after=after, before=before, port=0, max_batch_size=args.max_batch_size,
-                                           max_seq_len=256, ray_num_cpus=os.cpu_count()))
-    import ray
-
-    worker_pid = ray.get(server.running.pool.actors[0].__ray_call__.remote(lambda self: os.getpid()))
-    run_concurrency(server.address, 4, 8, args.alpha, 999)  # warm-up
-    rows = []
-    for c in (int(x) for x in args.concurrency.split(",")):
-        r = run_concurrency(server.address, c, args.max_new_tokens, args.alpha, 1000 * c)
-        r["throughput_ratio"] = r["tokens_per_s"] / ref["tokens_per_s"]
-        r["latency_ratio"] = r["ms_per_token"] / ref["ms_per_token"]
-        rows.append(r)
-        print(f"diffamp gRPC, {c:>3} streams ({r['requests']} requests): {r['tokens_per_s']:8.1f} tokens/s "
-              f"({r['throughput_ratio']:.2f}x reference), {r['ms_per_token']:.2f} ms/token per stream "
-              f"({r['latency_ratio']:.2f}x reference)", flush=True)
-    memory = {"gateway_peak_rss_mb": peak_rss_mb(os.getpid()), "worker_peak_rss_mb": peak_rss_mb(worker_pid),
-              "kv_cache_mb": server.run(server.running.gateway.info()).after.kv_cache_bytes * 2 / 2**20}
-    print(f"peak memory: gateway+reference process {memory['gateway_peak_rss_mb']:.0f} MB, "
-          f"worker {memory['worker_peak_rss_mb']:.0f} MB (KV caches {memory['kv_cache_mb']:.0f} MB)")
-    server.stop()
+    server, address = start_server(after, before, args.max_batch_size)
+    try:
+        run_concurrency(address, 4, 8, args.alpha, 999)  # warm-up
+        rows = []
+        for c in (int(x) for x in args.concurrency.split(",")):
+            r = run_concurrency(address, c, args.max_new_tokens, args.alpha, 1000 * c)
+            r["throughput_ratio"] = r["tokens_per_s"] / ref["tokens_per_s"]
+            r["latency_ratio"] = r["ms_per_token"] / ref["ms_per_token"]
+            rows.append(r)
+            print(f"diffamp gRPC, {c:>3} streams ({r['requests']} requests x {r['rounds']} rounds): {r['tokens_per_s']:8.1f} tokens/s "
+                  f"({r['throughput_ratio']:.2f}x reference), {r['ms_per_token']:.2f} ms/token per stream "
+                  f"({r['latency_ratio']:.2f}x reference)", flush=True)
+        info = diffamp_pb2_grpc.AmplificationServiceStub(grpc.insecure_channel(address)).GetModelInfo(
+            pb.GetModelInfoRequest())
+        memory = {"gateway_peak_rss_mb": peak_rss_mb(server.pid), "worker_peak_rss_mb": peak_rss_mb(worker_pid()),
+                  "reference_process_peak_rss_mb": peak_rss_mb(os.getpid()),
+                  "kv_cache_mb": info.kv_cache_bytes / 2**20}
+    finally:
+        server.terminate()
+        server.wait(60)
+    print(f"peak memory: gateway {memory['gateway_peak_rss_mb']:.0f} MB, worker {memory['worker_peak_rss_mb']:.0f} MB "
+          f"(KV caches {memory['kv_cache_mb']:.0f} MB); reference process {memory['reference_process_peak_rss_mb']:.0f} MB")
     print(json.dumps({"pair": args.pair, "max_new_tokens": args.max_new_tokens, "alpha": args.alpha,
                       "reference": ref, "diffamp": rows, "memory": memory}))
     return 0

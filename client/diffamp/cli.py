@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="many samples per prompt and alpha, detectors counted, with error bars")
     w.add_argument("--prompts", required=True, help="text file (one prompt a line) or JSONL with prompt/messages/id")
-    w.add_argument("--alphas", required=True, help="comma-separated, e.g. -1,0,0.5,1")
+    w.add_argument("--alphas", required=True, help="comma-separated; write --alphas=-1,0,0.5,1 when the list starts with a minus")
     w.add_argument("--n", type=int, required=True, help="samples per prompt and alpha")
     w.add_argument("--detector", action="append", default=[], metavar="NAME=TEXT|NAME=re:PATTERN")
     w.add_argument("--detectors-file", help='JSON list of {"name", "substring" or "regex"}')

@@ -41,7 +41,8 @@ class WorkerSpec:
 
 
 def _set_threads(spec: WorkerSpec) -> None:
-    torch.set_num_threads(spec.torch_threads or os.cpu_count() or 1)
+    """Default: every core but one, which the gateway and gRPC need (measured: bench/bench.py, BENCHMARKS.md)."""
+    torch.set_num_threads(spec.torch_threads or max(1, (os.cpu_count() or 2) - 1))
 
 
 class PairWorker:

@@ -1,0 +1,96 @@
+"""Where one stream's per-token time goes: each piece of the decode path timed on its own.
+
+    python bench/profile_one_stream.py --pair demo|random30m
+
+Pieces: the after and before forwards at batch 1 (slot KV cache), combine + sample, the scheduler's plan
+and apply (detokenization included), a Ray actor round trip with a StepPlan/StepResult of this size, and
+the end-to-end per-token time through gRPC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pairs import demo_pair, random_pair  # noqa: E402
+
+from diffamp_server import Amplifier  # noqa: E402
+from diffamp_server.plan import SamplingParams, StepPlan, StepResult  # noqa: E402
+
+
+def timed(fn, repeat=200) -> float:
+    """Median milliseconds of fn()."""
+    for _ in range(10):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    return statistics.median(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pair", choices=["demo", "random30m"], default="demo")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    after, before = demo_pair() if args.pair == "demo" else random_pair(Path(tempfile.gettempdir()) / "diffamp-bench")
+    amp = Amplifier(after, before, device="cpu", max_batch_size=8, max_seq_len=256)
+    engine, scheduler = amp.engine, amp.scheduler
+    [c] = amp.generate("What is the capital of France?", max_new_tokens=1, seed=0)
+    # one live row, 20 tokens in, then time single decode steps of each piece
+    from diffamp_server.request import GenerateInput, build_request
+
+    req = build_request(GenerateInput(prompt="What is the capital of France?", max_new_tokens=200, seed=1),
+                        amp.tokenizers.prompt_ids, amp.limits)
+    state = scheduler.submit(req, context=None)
+    plan = scheduler.next_plan()
+    scheduler.apply(plan, engine.step(plan))
+    decode = StepPlan(num_decode_rows=1, decode_token_ids=[c.token_ids[0]])
+    pieces = {}
+    pieces["after forward (bs=1)"] = timed(lambda: (engine.after.run(decode), engine.after.lengths.sub_(1)))
+    pieces["before forward (bs=1)"] = timed(lambda: (engine.before.run(decode), engine.before.lengths.sub_(1)))
+    logits = engine.after.run(decode)
+    engine.after.lengths.sub_(1)
+    pieces["combine + sample"] = timed(lambda: engine.sampler.sample(decode, logits, logits))
+    result = StepResult([c.token_ids[0]], [None])
+
+    def plan_and_apply():
+        p = scheduler.next_plan()
+        scheduler.apply(p, result)
+        state.samples[0].token_ids.pop()
+
+    pieces["scheduler plan + apply + detokenize"] = timed(plan_and_apply)
+    scheduler.cancel(state)
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+    @ray.remote(num_cpus=1)
+    class Echo:
+        def step(self, plan):
+            return StepResult([1] * plan.num_rows, [None] * plan.num_rows)
+
+    echo = Echo.remote()
+    pieces["Ray actor round trip (StepPlan -> StepResult)"] = timed(lambda: ray.get(echo.step.remote(decode)), 300)
+    ray.shutdown()
+    total = sum(pieces.values())
+    print(f"pair {args.pair}: per-token pieces of the 1-stream path (median ms)")
+    for name, ms in pieces.items():
+        print(f"  {name:<48} {ms:7.3f}  ({ms / total:5.1%})")
+    print(f"  {'sum':<48} {total:7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
