@@ -64,3 +64,14 @@ def _inp(prompt):
     from diffamp_server.request import GenerateInput
 
     return GenerateInput(prompt=prompt)
+
+
+def test_library_compare_is_each_model_alone(pair):
+    amp, ref = pair
+    both = amp.compare("hello", max_new_tokens=5, temperature=0.0)
+    prompt = amp.tokenizers.prompt_ids(_inp("hello"))
+    for name, alpha in (("after", 0.0), ("before", -1.0)):
+        tokens = both[name].token_ids
+        for t, token in enumerate(tokens):
+            amplified, _, _ = ref.next_token_logprobs(prompt + tokens[:t], alpha)
+            assert token == int(amplified.argmax())

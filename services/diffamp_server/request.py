@@ -174,5 +174,5 @@ def build_compare_request(inp: GenerateInput, tokenize: Callable[[GenerateInput]
     prompt_ids = tokenize(inp)
     check_length(len(prompt_ids), max_new, limits)
     seed = new_seed() if inp.seed is None else inp.seed
-    samples = [SamplingParams(a, temperature, top_p, top_k, seed, 0, None) for a in (0.0, -1.0)]
+    samples = [SamplingParams(a, temperature, top_p, top_k, seed, i, None) for i, a in enumerate((0.0, -1.0))]
     return SequenceRequest(prompt_ids, samples, max_new, inp.stop, seed, None, labels=("after", "before"))
