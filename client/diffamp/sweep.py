@@ -275,17 +275,17 @@ def _estimate_warning(ess: float, n: int, covers_target: bool, min_ess: float) -
 
 
 def format_table(rows: list[SummaryRow]) -> str:
-    lines = [f"{'alpha':>7}  {'detector':<16} {'hits/n':>12} {'rate':>8}  {'95% Wilson':<19} "
-             f"{'IS est. of alpha-0 rate':<30} {'ESS':>7}"]
+    lines = [f"{'alpha':>7}  {'detector':<16} {'hits/n':>12} {'rate':>8}  {'95% Wilson':<20}  "
+             f"{'IS est. of alpha-0 rate':<32} {'ESS':>7}"]
     for r in rows:
-        est = ""
-        ess = ""
+        est, ess = "", ""
         if r.estimate:
             e = r.estimate
-            est = f"{e['after_rate']:.4%} [{e['low']:.4%}, {e['high']:.4%}]" + ("" if not e["warning"] else " !")
+            est = f"{e['after_rate']:.4%} [{e['low']:.4%}, {e['high']:.4%}]" + (" !" if e["warning"] else "")
             ess = f"{e['ess']:.0f}"
-        lines.append(f"{r.alpha:>7g}  {r.detector:<16} {f'{r.hits}/{r.n}':>12} {r.rate:>8.3%}  "
-                     f"[{r.low:.3%}, {r.high:.3%}]".ljust(0) + f"  {est:<30} {ess:>7}")
+        wilson = f"[{r.low:.3%}, {r.high:.3%}]"
+        lines.append(f"{r.alpha:>7g}  {r.detector:<16} {f'{r.hits}/{r.n}':>12} {r.rate:>8.3%}  {wilson:<20}  "
+                     f"{est:<32} {ess:>7}")
     warnings = {r.estimate["warning"] for r in rows if r.estimate and r.estimate["warning"]}
     lines += [f"! {w}" for w in sorted(warnings)]
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 
 import grpc
@@ -80,6 +81,4 @@ def _check_decoded(request) -> None:
 
 
 def _is_async_gen(fn) -> bool:
-    import inspect
-
     return inspect.isasyncgenfunction(fn)
