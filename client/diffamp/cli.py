@@ -20,7 +20,7 @@ import sys
 
 import grpc
 
-from diffamp.connection import DEFAULT_SERVER, check_server, describe_error, open_channel, stub
+from diffamp.connection import DEFAULT_SERVER, check_server, describe_error, open_aio_channel, open_channel, stub
 from diffamp.render import ExplainPrinter, Printer, SampleText, finish_name
 from diffamp.v1 import diffamp_pb2 as pb
 
@@ -202,7 +202,7 @@ def cmd_sweep(args) -> int:
     prompts = load_prompts(args.prompts)
 
     async def go():
-        channel = _aio_channel(args)
+        channel = open_aio_channel(args.server, tls_ca=args.tls_ca, token=_token(args))
         async with channel:
             return await run_sweep(channel, prompts, settings, detectors, args.output, progress=not args.quiet,
                                    timeout=args.timeout)
@@ -213,31 +213,6 @@ def cmd_sweep(args) -> int:
     json_path, csv_path = write_summary(rows, args.output)
     print(f"{len(records)} samples in {args.output}; summary in {json_path} and {csv_path}")
     return 0
-
-
-def _aio_channel(args):
-    import grpc.aio
-
-    token = _token(args)
-    if args.tls_ca:
-        with open(args.tls_ca, "rb") as f:
-            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-        if token:
-            from diffamp.connection import _BearerToken
-
-            creds = grpc.composite_channel_credentials(creds, grpc.metadata_call_credentials(_BearerToken(token)))
-        return grpc.aio.secure_channel(args.server, creds)
-    interceptors = [_AioToken(token)] if token else None
-    return grpc.aio.insecure_channel(args.server, interceptors=interceptors)
-
-
-class _AioToken(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, token: str):
-        self._metadata = (("authorization", f"Bearer {token}"),)
-
-    async def intercept_unary_stream(self, continuation, details, request):
-        details = details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
-        return await continuation(details, request)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import grpc.aio
 
 from diffamp.v1 import diffamp_pb2_grpc
 
@@ -17,6 +18,14 @@ class _BearerToken(grpc.AuthMetadataPlugin):
         callback((("authorization", f"Bearer {self._token}"),), None)
 
 
+def _tls_credentials(tls_ca: str, token: str | None) -> grpc.ChannelCredentials:
+    with open(tls_ca, "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+    if token:
+        creds = grpc.composite_channel_credentials(creds, grpc.metadata_call_credentials(_BearerToken(token)))
+    return creds
+
+
 def open_channel(server: str = DEFAULT_SERVER, *, tls_ca: str | None = None, token: str | None = None,
                  max_message_bytes: int = 64 * 1024 * 1024) -> grpc.Channel:
     """A channel to `server`. With tls_ca, TLS verified against that CA file; a token is sent as a bearer token.
@@ -25,15 +34,28 @@ def open_channel(server: str = DEFAULT_SERVER, *, tls_ca: str | None = None, tok
     """
     options = [("grpc.max_receive_message_length", max_message_bytes)]
     if tls_ca:
-        with open(tls_ca, "rb") as f:
-            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-        if token:
-            creds = grpc.composite_channel_credentials(creds, grpc.metadata_call_credentials(_BearerToken(token)))
-        return grpc.secure_channel(server, creds, options=options)
+        return grpc.secure_channel(server, _tls_credentials(tls_ca, token), options=options)
     channel = grpc.insecure_channel(server, options=options)
     if token:
         channel = grpc.intercept_channel(channel, _TokenInterceptor(token))
     return channel
+
+
+def open_aio_channel(server: str = DEFAULT_SERVER, *, tls_ca: str | None = None,
+                     token: str | None = None) -> grpc.aio.Channel:
+    """open_channel for asyncio clients (the sweep)."""
+    if tls_ca:
+        return grpc.aio.secure_channel(server, _tls_credentials(tls_ca, token))
+    return grpc.aio.insecure_channel(server, interceptors=[_AioTokenInterceptor(token)] if token else None)
+
+
+class _AioTokenInterceptor(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, token: str):
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    async def intercept_unary_stream(self, continuation, details, request):
+        details = details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
+        return await continuation(details, request)
 
 
 class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):

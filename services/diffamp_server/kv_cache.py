@@ -15,12 +15,11 @@ from transformers.cache_utils import Cache
 class SlotKVCache(Cache):
     """Preallocated per-row KV buffers. Buffers are created on the first write, when head sizes are known."""
 
-    def __init__(self, num_layers: int, max_batch_size: int, max_seq_len: int, dtype: torch.dtype, device):
+    def __init__(self, num_layers: int, max_batch_size: int, max_seq_len: int, device):
         super().__init__(layers=[])
         self.num_layers = num_layers
         self.num_slots = max_batch_size
         self.slot_len = max_seq_len
-        self.buffer_dtype = dtype
         self.device = torch.device(device)
         self.keys: list[torch.Tensor | None] = [None] * num_layers
         self.values: list[torch.Tensor | None] = [None] * num_layers

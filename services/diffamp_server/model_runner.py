@@ -35,7 +35,6 @@ class ModelRunner:
             model.config.num_hidden_layers,
             max_batch_size,
             self.max_seq_len,
-            self.dtype,
             self.device,
         )
         self.lengths = torch.zeros(max_batch_size, dtype=torch.long, device=self.device)
