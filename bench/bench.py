@@ -42,12 +42,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(after: str, before: str, max_batch_size: int):
+def start_server(after: str, before: str, max_batch_size: int, *flags: str):
     """`diffamp serve` in its own process, as deployed: the benchmark's client threads must not share its GIL."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "diffamp.cli", "serve", "--after", after, "--before", before,
-                             "--port", str(port), "--max-batch-size", str(max_batch_size), "--max-seq-len", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--port", str(port), "--max-batch-size", str(max_batch_size), "--max-seq-len", "256",
+                             *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
     grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=300)
     return proc, address
@@ -141,6 +141,7 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8,32,128")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--max-batch-size", type=int, default=128)
+    parser.add_argument("--decode-steps", type=int, default=None, help="server's decode steps per worker call")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     root = Path(tempfile.gettempdir()) / "diffamp-bench"
@@ -152,7 +153,8 @@ def main() -> int:
     print(f"reference (one process, eager, one stream at a time): {ref['tokens_per_s']:.1f} tokens/s, "
           f"{ref['ms_per_token']:.2f} ms/token over {ref['streams']} streams", flush=True)
 
-    server, address = start_server(after, before, args.max_batch_size)
+    flags = ["--decode-steps", str(args.decode_steps)] if args.decode_steps else []
+    server, address = start_server(after, before, args.max_batch_size, *flags)
     try:
         run_concurrency(address, 4, 8, args.alpha, 999)  # warm-up
         rows = []
@@ -175,6 +177,7 @@ def main() -> int:
     print(f"peak memory: gateway {memory['gateway_peak_rss_mb']:.0f} MB, worker {memory['worker_peak_rss_mb']:.0f} MB "
           f"(KV caches {memory['kv_cache_mb']:.0f} MB); reference process {memory['reference_process_peak_rss_mb']:.0f} MB")
     print(json.dumps({"pair": args.pair, "max_new_tokens": args.max_new_tokens, "alpha": args.alpha,
+                      "decode_steps": args.decode_steps or "default",
                       "reference": ref, "diffamp": rows, "memory": memory}))
     return 0
 

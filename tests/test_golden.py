@@ -42,6 +42,23 @@ def test_amplified_topk_logprobs_match_reference(pair, alpha):
             assert abs(c.logprobs.sampled[t] - amplified[token]) < TOL  # temperature 1, no filters
 
 
+def test_prompts_of_different_lengths_prefilled_together_match_the_reference(pair):
+    """One batched, left-padded prefill for all prompts, then multi-step decoding of the mixed batch."""
+    amp, ref = pair
+    prompts = ["hi", "hello world, how are you", "the quick brown fox jumps"]
+    batches = amp.generate_many(prompts, alpha=1.0, n=2, max_new_tokens=6, temperature=1.0, top_p=1.0, seed=5,
+                                logprobs=0)
+    for prompt, completions in zip(prompts, batches):
+        ids = amp.tokenizers.prompt_ids(_inp(prompt))
+        for c in completions:
+            for t, token in enumerate(c.token_ids):
+                amplified, after, _ = ref.next_token_logprobs(ids + c.token_ids[:t], 1.0)
+                assert abs(c.logprobs.amplified[t] - amplified[token]) < TOL
+                assert abs(c.logprobs.after[t] - after[token]) < TOL
+    alone = [amp.generate(p, alpha=1.0, n=2, max_new_tokens=6, temperature=1.0, top_p=1.0, seed=5) for p in prompts]
+    assert [[c.token_ids for c in b] for b in batches] == [[c.token_ids for c in b] for b in alone]
+
+
 def test_greedy_equals_argmax_of_reference(pair):
     amp, ref = pair
     [c] = amp.generate("the quick", alpha=2.0, max_new_tokens=6, temperature=0.0)

@@ -111,3 +111,45 @@ def test_kl_divergence_matches_definition():
     want = (lp.exp() * (lp - lq)).sum(-1)
     assert torch.allclose(sampling.kl_divergence(p, q), want, atol=1e-6)
     assert torch.allclose(sampling.kl_divergence(p, p), torch.zeros(2), atol=1e-6)
+
+
+def test_decode_loop_holds_eos_back_until_min_new_tokens_and_stops_each_row_on_its_own():
+    from diffamp_server.engine import Sampler
+    from diffamp_server.plan import Prefill, SamplingParams, StepPlan
+
+    vocab, eos = 6, 0
+    favour_eos = torch.zeros(2, vocab)
+    favour_eos[:, eos] = 50.0  # p(EOS) = 1 - 3e-21
+    params = [SamplingParams(alpha=0.0, temperature=1.0, top_p=1.0, seed=1, sample_index=i, logprobs=0,
+                             min_new_tokens=m) for i, m in enumerate((3, 0))]
+    plan = StepPlan(prefills=[Prefill([1, 2], [0], params[:1]), Prefill([1, 2], [1], params[1:])],
+                    budgets=[10, 10], max_steps=10)
+    actives = []
+
+    def next_logits(tokens, active):
+        actives.append(active.tolist())
+        return favour_eos.clone(), favour_eos.clone()
+
+    sampler = Sampler(torch.ones(vocab, dtype=torch.bool), (eos,), max_batch_size=2)
+    result = sampler.run(plan, favour_eos.clone(), favour_eos.clone(), next_logits)
+    held, free = result.token_ids
+    assert len(held) == 4 and eos not in held[:3] and held[3] == eos
+    assert free == [eos]
+    assert actives == [[True, False]] * 3  # row 1 stopped after its first token; the loop ends with row 0
+    # while EOS is banned, the sampled distribution is the other five ids renormalised
+    assert all(abs(lp.sampled - math.log(1 / 5)) < 1e-5 for lp in result.logprobs[0][:3])
+    assert abs(result.logprobs[0][3].sampled) < 1e-5 and len(result.logprobs[1]) == 1
+
+
+def test_decode_loop_respects_budgets_and_max_steps():
+    from diffamp_server.engine import Sampler
+    from diffamp_server.plan import Prefill, SamplingParams, StepPlan
+
+    vocab = 8
+    logits = torch.zeros(3, vocab)
+    params = [SamplingParams(alpha=1.0, temperature=1.0, top_p=1.0, seed=2, sample_index=i) for i in range(3)]
+    plan = StepPlan(prefills=[Prefill([1], [0, 1, 2], params)], budgets=[2, 7, 30], max_steps=5)
+    sampler = Sampler(torch.ones(vocab, dtype=torch.bool), (vocab + 5,), max_batch_size=3)
+    result = sampler.run(plan, logits, logits, lambda tokens, active: (logits, logits))
+    assert [len(t) for t in result.token_ids] == [2, 5, 5]
+    assert all(lps == [] for lps in result.logprobs)  # no row asked for logprobs

@@ -23,7 +23,8 @@ class CharTokenizer:
 
 
 class FakeWorker:
-    """Row r's 'KV' is the list of tokens it has seen; the next token is a hash of (history, seed, index)."""
+    """Row r's 'KV' is the list of tokens it has seen; the next token is a hash of (history, seed, index).
+    It follows the plan contract (plan.py) in the plainest way, multi-step decoding included."""
 
     def __init__(self, slots, eos_after=None):
         self.history = [None] * slots
@@ -40,15 +41,27 @@ class FakeWorker:
             for row, params in zip(p.rows, p.params):
                 self.history[row] = list(p.token_ids)
                 self.params[row] = params
-        tokens = []
-        for row in range(plan.num_rows):
-            h, prm = self.history[row], self.params[row]
-            digest = hashlib.sha256(repr((h, prm.seed, prm.sample_index)).encode()).digest()
-            token = digest[0] % len(ALPHABET)
-            if self.eos_after is not None and len(h) - h.index(-1) > self.eos_after:
-                token = EOS
-            tokens.append(token)
-        return StepResult(tokens, [None] * plan.num_rows)
+        rows = range(plan.num_rows)
+        out = [[] for _ in rows]
+        budgets = list(plan.budgets)
+        for step in range(plan.max_steps):
+            live = [r for r in rows if budgets[r] > 0 and EOS not in out[r]]
+            if not live:
+                break
+            if step:
+                for r in live:
+                    self.history[r].append(out[r][-1])
+            for r in live:
+                out[r].append(self._next(r))
+                budgets[r] -= 1
+        return StepResult(out, [[] for _ in rows])
+
+    def _next(self, row):
+        h, prm = self.history[row], self.params[row]
+        if self.eos_after is not None and len(h) - h.index(-1) > self.eos_after:
+            return EOS
+        digest = hashlib.sha256(repr((h, prm.seed, prm.sample_index)).encode()).digest()
+        return digest[0] % len(ALPHABET)
 
 
 def request(prompt, n=1, max_new=10, seed=0, stop=()):
@@ -75,7 +88,8 @@ def texts(events, state):
     return ["".join(e.text for e in events[(id(state), s.index)]) for s in state.samples]
 
 
-def test_samples_are_the_same_alone_and_in_a_churning_batch():
+@pytest.mark.parametrize("decode_steps", [1, 4])
+def test_samples_are_the_same_alone_and_in_a_churning_batch(decode_steps):
     rng = random.Random(0)
     reqs = [request([-1, rng.randrange(10)], n=rng.randint(1, 4), max_new=rng.randint(1, 12), seed=i)
             for i in range(30)]
@@ -84,7 +98,7 @@ def test_samples_are_the_same_alone_and_in_a_churning_batch():
         s = Scheduler(CharTokenizer(), {EOS}, 8, 100)
         st = s.submit(r)
         alone.append(texts(run(s, FakeWorker(8)), st))
-    s = Scheduler(CharTokenizer(), {EOS}, 8, 1000)
+    s = Scheduler(CharTokenizer(), {EOS}, 8, 1000, decode_steps)
     states = [s.submit(r) for r in reqs]
     together = run(s, FakeWorker(8))
     assert [texts(together, st) for st in states] == alone
@@ -97,17 +111,18 @@ def test_rows_stay_packed_and_moves_fill_holes():
     long = s.submit(request([-1, 2], n=3, max_new=5))
     worker = FakeWorker(6)
     plan = s.next_plan()
-    assert [p.rows for p in plan.prefills] == [[0, 1], [2, 3, 4]]
+    assert [p.rows for p in plan.prefills] == [[0, 2], [1, 3, 4]]  # first rows of each prompt together
     s.apply(plan, worker.step(plan))
     assert short.finished
     plan = s.next_plan()
-    assert sorted(plan.moves) == [(3, 1), (4, 0)]
+    assert sorted(plan.moves) == [(3, 2), (4, 0)]
     assert plan.num_decode_rows == 3 and s.live_sequences == 3
     assert {smp.index for smp in s.rows} == {0, 1, 2} and all(smp.request is long for smp in s.rows)
 
 
-def test_finish_reasons_and_stop_string_is_cut():
-    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
+@pytest.mark.parametrize("decode_steps", [1, 5])
+def test_finish_reasons_and_stop_string_is_cut(decode_steps):
+    s = Scheduler(CharTokenizer(), {EOS}, 4, 100, decode_steps)
     length = s.submit(request([-1, 0], max_new=3, seed=1))
     stop = s.submit(request([-1, 0], max_new=50, seed=2, stop=("a",)))
     events = run(s, FakeWorker(4))
@@ -118,17 +133,19 @@ def test_finish_reasons_and_stop_string_is_cut():
     assert "a" not in texts(events, stop)[0]
 
 
-def test_eos_finishes_and_is_not_in_the_text():
-    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
+@pytest.mark.parametrize("decode_steps", [1, 5])
+def test_eos_finishes_and_is_not_in_the_text(decode_steps):
+    s = Scheduler(CharTokenizer(), {EOS}, 4, 100, decode_steps)
     st = s.submit(request([-1, 0], max_new=50))
     events = run(s, FakeWorker(4, eos_after=3))
     last = events[(id(st), 0)][-1]
-    assert last.finish_reason == FINISH_STOP and last.token_ids == [EOS]
+    assert last.finish_reason == FINISH_STOP and last.token_ids[-1] == EOS
     assert "</s>" not in texts(events, st)[0] and last.completion_tokens == 3
 
 
-def test_held_back_text_never_contains_a_partial_stop_string():
-    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
+@pytest.mark.parametrize("decode_steps", [1, 3])
+def test_held_back_text_never_contains_a_partial_stop_string(decode_steps):
+    s = Scheduler(CharTokenizer(), {EOS}, 4, 100, decode_steps)
     st = s.submit(request([-1, 3], max_new=40, seed=5, stop=("zz-never", "b.")))
     events = run(s, FakeWorker(4))
     chunks = [e.text for e in events[(id(st), 0)]]

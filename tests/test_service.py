@@ -1,6 +1,7 @@
 """End to end through a real gRPC server with real Ray actors (colocated placement) on a tiny Llama pair."""
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -41,9 +42,10 @@ def tokenizer(llama_pair):
     return AutoTokenizer.from_pretrained(llama_pair[0])
 
 
-def test_streams_token_by_token_and_text_matches_ids(stub, tokenizer):
+def test_streams_a_chunk_per_worker_call_and_text_matches_ids(server, stub, tokenizer):
     [s] = collect(stub.Generate(request(max_new_tokens=12, seed=1))).values()
-    assert s["chunks"] == s["completion_tokens"] == len(s["token_ids"])
+    assert s["completion_tokens"] == len(s["token_ids"])
+    assert s["chunks"] == math.ceil(s["completion_tokens"] / server.config.decode_steps)
     assert s["finish_reason"] in (pb.FINISH_REASON_LENGTH, pb.FINISH_REASON_STOP)
     ids = s["token_ids"][:-1] if s["finish_reason"] == pb.FINISH_REASON_STOP else s["token_ids"]
     assert s["text"] == tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -278,12 +280,12 @@ def test_cli_regression_runs_the_five_prompts(server, tmp_path):
 def test_sweep_resumes_to_the_same_samples_and_table(server, tmp_path):
     import asyncio
 
-    from diffamp.detectors import parse_spec
+    from diffamp.detectors import Detector, parse_spec
     from diffamp.sweep import SweepPrompt, SweepSettings, run_sweep, summarize
 
     prompts = [SweepPrompt("a", "hello"), SweepPrompt("b", "the quick")]
-    settings = SweepSettings(alphas=(0.0, 1.0), n=6, max_new_tokens=6, chunk=4)
-    detectors = [parse_spec("e=e"), parse_spec("any=re:.")]
+    settings = SweepSettings(alphas=(0.0, 1.0), n=6, max_new_tokens=6)
+    detectors = [parse_spec("e=e"), parse_spec("any=re:."), Detector("long", lambda text: len(text) > 8)]
 
     def sweep(path):
         async def go():
@@ -298,6 +300,8 @@ def test_sweep_resumes_to_the_same_samples_and_table(server, tmp_path):
     resumed = sweep(tmp_path / "cut.jsonl")
     key = lambda r: (r["prompt_id"], r["alpha"], r["index"], r["seed"], r["text"], tuple(r["token_ids"]))  # noqa: E731
     assert sorted(map(key, resumed)) == sorted(map(key, full))
+    assert any("long" in r["detectors"] for r in full) and all(
+        ("long" in r["detectors"]) == (len(r["text"]) > 8) for r in full)  # a Python callable runs on the client
     for a, b in zip(summarize(resumed, ["e", "any"], True), summarize(full, ["e", "any"], True), strict=True):
         assert (a.alpha, a.detector, a.hits, a.n, a.low, a.high) == (b.alpha, b.detector, b.hits, b.n, b.low, b.high)
         if a.estimate:  # logprobs from different batch companions agree to float rounding only
@@ -308,6 +312,89 @@ def test_sweep_resumes_to_the_same_samples_and_table(server, tmp_path):
     for r in full:
         if r["alpha"] == 0.0:
             assert abs(r["logprob_sampled"] - r["logprob_after"]) < 1e-3
+
+
+def _sweep_request(**overrides):
+    fields = dict(prompts=[pb.SweepPrompt(id="a", prompt="hello"), pb.SweepPrompt(id="b", prompt="the quick")],
+                  alphas=[0.0, 2.0], n=5, max_new_tokens=6, seed=3,
+                  detectors=[pb.Detector(name="e", substring="E", ignore_case=True), pb.Detector(name="dot", regex=r"\.")])
+    fields.update(overrides)
+    return pb.SweepRequest(**fields)
+
+
+def test_sweep_rpc_streams_samples_progress_and_a_summary_that_replays(stub):
+    from diffamp.sweep import summarize
+
+    items = list(stub.Sweep(_sweep_request()))
+    samples = [i.sample for i in items if i.HasField("sample")]
+    progress = [i.progress for i in items if i.HasField("progress")]
+    assert items[-1].HasField("summary") and progress and progress[-1].done == progress[-1].total == 20
+    assert sorted((s.prompt_id, s.alpha, s.index) for s in samples) == sorted(
+        (p, a, i) for p in "ab" for a in (0.0, 2.0) for i in range(5))
+    for s in samples:
+        assert list(s.detectors) == [d for d, hit in (("e", "e" in s.text.lower()), ("dot", "." in s.text)) if hit]
+    records = [{"alpha": s.alpha, "detectors": list(s.detectors), "logprob_after": s.logprob_after,
+                "logprob_sampled": s.logprob_sampled} for s in samples]
+    want = summarize(records, ["e", "dot"], covers_target=True)
+    got = items[-1].summary.rows
+    assert [(r.alpha, r.detector, r.hits, r.n) for r in got] == [(r.alpha, r.detector, r.hits, r.n) for r in want]
+    assert all(r.HasField("after_rate") == (r.alpha != 0) and (r.exact or r.alpha == 0) for r in got)
+    s = next(s for s in samples if s.alpha == 2.0 and s.index == 3)
+    [replay] = collect(stub.Generate(request(prompt="hello" if s.prompt_id == "a" else "the quick", alpha=2.0,
+                                             seed=s.seed, first_sample_index=3, max_new_tokens=6, temperature=1.0,
+                                             top_p=1.0, logprobs=0))).values()
+    assert replay["token_ids"] == list(s.token_ids)
+
+
+def test_sweep_rpc_skips_completed_samples(stub):
+    done = [pb.SampleKey(prompt_id="a", alpha=0.0, index=i) for i in range(5)]
+    items = list(stub.Sweep(_sweep_request(completed=done)))
+    samples = [i.sample for i in items if i.HasField("sample")]
+    assert len(samples) == 15 and not any(s.prompt_id == "a" and s.alpha == 0.0 for s in samples)
+    last = [i.progress for i in items if i.HasField("progress")][-1]
+    assert (last.done, last.total, last.skipped) == (15, 15, 5)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"prompts": []}, "prompts"),
+    ({"prompts": [pb.SweepPrompt(id="a", prompt="x"), pb.SweepPrompt(id="a", prompt="y")]}, "prompts[1].id"),
+    ({"prompts": [pb.SweepPrompt(id="a")]}, "prompts[0].prompt"),
+    ({"alphas": []}, "alphas"),
+    ({"alphas": [0.0, 1e9]}, "alphas[1]"),
+    ({"n": 0}, "n"),
+    ({"n": 10**6}, "n"),
+    ({"min_new_tokens": 7}, "min_new_tokens"),
+    ({"detectors": [pb.Detector(name="x", regex="(")]}, "detectors[0]"),
+    ({"detectors": [pb.Detector(name="x")]}, "detectors[0]"),
+    ({"detectors": [pb.Detector(name="x", substring="a"), pb.Detector(name="x", substring="b")]}, "detectors[1].name"),
+])
+def test_sweep_rpc_rejects_bad_fields_by_name(stub, overrides, field):
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.Sweep(_sweep_request(**overrides)))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_field(err.value) == field
+
+
+def test_cancelling_a_sweep_frees_its_rows(stub):
+    call = stub.Sweep(_sweep_request(n=400, max_new_tokens=40))
+    for item in call:
+        if item.HasField("sample"):
+            break
+    call.cancel()
+    deadline = time.time() + 30
+    while _live(stub) and time.time() < deadline:
+        time.sleep(0.05)
+    info = stub.GetModelInfo(pb.GetModelInfoRequest())
+    assert info.live_sequences == 0 and info.queued_sequences == 0
+
+
+def test_min_new_tokens_holds_off_eos(stub):
+    samples = collect(stub.Generate(request(n=6, seed=8, max_new_tokens=10, min_new_tokens=10, temperature=1.0)))
+    assert all(s["completion_tokens"] == 10 and s["finish_reason"] == pb.FINISH_REASON_LENGTH
+               for s in samples.values())
+    with pytest.raises(grpc.RpcError) as err:
+        collect(stub.Generate(request(max_new_tokens=4, min_new_tokens=5)))
+    assert bad_request_field(err.value) == "min_new_tokens"
 
 
 def _rss_mb(pid):

@@ -50,6 +50,7 @@ def _sampling_flags(p: argparse.ArgumentParser, with_alpha: bool = True) -> None
         p.add_argument("--n", type=int, default=1, help="number of samples (default 1)")
         p.add_argument("--logprobs", type=int, default=None, metavar="K",
                        help="show per-token logprobs under amplified/after/before and the top K alternatives")
+        p.add_argument("--min-new-tokens", type=int, default=0, help="no end-of-sequence before this many tokens")
     p.add_argument("--max-new-tokens", type=int, default=0, help="tokens per sample (server default 80)")
     p.add_argument("--temperature", type=float, default=None, help="0 = greedy (server default 0.8)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1] (server default 0.95)")
@@ -70,6 +71,7 @@ def _common_fields(args) -> dict:
 def generate_request(args) -> pb.GenerateRequest:
     fields = _common_fields(args)
     fields["n"] = args.n
+    fields["min_new_tokens"] = args.min_new_tokens
     for name in ("alpha", "logprobs"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
@@ -198,7 +200,8 @@ def cmd_sweep(args) -> int:
     alphas = tuple(float(a) for a in args.alphas.split(","))
     settings = SweepSettings(alphas=alphas, n=args.n, max_new_tokens=args.max_new_tokens or 48,
                              temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
-                             system_prompt=args.system, raw_prompt=args.raw, stop=tuple(args.stop))
+                             system_prompt=args.system, raw_prompt=args.raw, stop=tuple(args.stop),
+                             min_new_tokens=args.min_new_tokens)
     prompts = load_prompts(args.prompts)
 
     async def go():
@@ -256,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", help="also save the completions as JSON here")
     r.add_argument("--max-new-tokens", type=int, default=0, help="tokens per completion (server default 80)")
     r.add_argument("--seed", type=int, default=None)
-    r.set_defaults(prompt="", system="", raw=False, n=1, logprobs=None, temperature=None,
+    r.set_defaults(prompt="", system="", raw=False, n=1, logprobs=None, temperature=None, min_new_tokens=0,
                    top_p=None, top_k=0, stop=[])
     _connection_flags(r)
     r.set_defaults(func=cmd_regression)
@@ -269,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--detectors-file", help='JSON list of {"name", "substring" or "regex"}')
     w.add_argument("--output", required=True, help="JSONL, one line per sample; rerunning resumes it")
     w.add_argument("--max-new-tokens", type=int, default=48)
+    w.add_argument("--min-new-tokens", type=int, default=0,
+                   help="no end-of-sequence before this many tokens (makes importance estimates inexact)")
     w.add_argument("--temperature", type=float, default=1.0)
     w.add_argument("--top-p", type=float, default=1.0)
     w.add_argument("--top-k", type=int, default=0)

@@ -1,8 +1,9 @@
 """Sweeps: many samples per prompt and alpha, detectors counted, with honest error bars.
 
-A sweep writes one JSON line per sample as it finishes, so an interrupted sweep resumes where it stopped:
-rerunning with the same output file skips every (prompt id, alpha, index, seed) already there. Seeds are
-derived from (base seed, prompt id, alpha), so a rerun asks for exactly the samples that are missing.
+The server runs the sweep (the Sweep RPC) and streams each sample back; the client writes one JSON line
+per sample as it arrives, so an interrupted sweep resumes where it stopped: rerunning with the same
+output file sends the samples already there as `completed`, and the server skips them. Seeds are derived
+from (base seed, prompt id, alpha) on both sides, so a resumed sweep gives the same samples and table.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -44,13 +43,16 @@ class SweepSettings:
     system_prompt: str = ""
     raw_prompt: bool = False
     stop: tuple[str, ...] = ()
-    chunk: int = 512
-    max_in_flight: int = 4096
+    min_new_tokens: int = 0
 
     @property
     def covers_target(self) -> bool:
-        """Importance weights are exact only when the sampled distribution is the amplified one, unfiltered."""
-        return self.temperature == 1.0 and self.top_p == 1.0 and self.top_k == 0 and not self.stop
+        return covers_target(self.temperature, self.top_p, self.top_k, self.stop, self.min_new_tokens)
+
+
+def covers_target(temperature: float, top_p: float, top_k: int, stop, min_new_tokens: int) -> bool:
+    """Importance weights are exact only when the sampled distribution is the amplified one, unfiltered."""
+    return temperature == 1.0 and top_p == 1.0 and top_k == 0 and not stop and min_new_tokens == 0
 
 
 def load_prompts(path: str) -> list[SweepPrompt]:
@@ -79,7 +81,7 @@ def derive_seed(base: int, prompt_id: str, alpha: float) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def _ranges(indices: list[int], chunk: int) -> list[tuple[int, int]]:
+def sample_ranges(indices: list[int], chunk: int) -> list[tuple[int, int]]:
     """Sorted indices -> (first, count) runs of consecutive indices, each at most `chunk` long."""
     runs: list[tuple[int, int]] = []
     for i in indices:
@@ -115,25 +117,17 @@ def _end_with_newline(path: str) -> None:
 
 
 class Progress:
-    """One updating stderr line: done/total, samples/s, ETA."""
+    """One updating stderr line from the server's progress messages: done/total, samples/s, ETA."""
 
-    def __init__(self, total: int, skipped: int, out=sys.stderr):
-        self.total, self.done, self.out = total, 0, out
-        self.skipped = skipped
-        self.start = self.last = time.monotonic()
+    def __init__(self, resumed: int, out=sys.stderr):
+        self.resumed, self.out = resumed, out
 
-    def update(self, k: int = 1, force: bool = False) -> None:
-        self.done += k
-        now = time.monotonic()
-        if not force and now - self.last < 0.5 and self.done < self.total:
-            return
-        self.last = now
-        rate = self.done / max(now - self.start, 1e-9)
-        eta = (self.total - self.done) / rate if rate > 0 else math.inf
-        eta_text = f"{eta:,.0f}s" if math.isfinite(eta) else "?"
-        self.out.write(f"\rsweep {self.done:,}/{self.total:,} samples · {rate:,.1f} samples/s · ETA {eta_text}"
-                       + (f" · {self.skipped:,} resumed" if self.skipped else "") + "   ")
-        if self.done >= self.total:
+    def show(self, p: pb.SweepProgress) -> None:
+        eta = f"{p.eta_s:,.0f}s" if p.done < p.total else "0s"
+        self.out.write(f"\rsweep {p.done:,}/{p.total:,} samples · {p.samples_per_s:,.1f} samples/s · "
+                       f"{p.tokens / max(p.elapsed_s, 1e-9):,.0f} tokens/s · ETA {eta}"
+                       + (f" · {self.resumed:,} resumed" if self.resumed else "") + "   ")
+        if p.done >= p.total:
             self.out.write("\n")
         self.out.flush()
 
@@ -141,92 +135,77 @@ class Progress:
 RETRYABLE = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
 
 
-async def _run_chunk(stub, prompt: SweepPrompt, alpha: float, seed: int, first: int, count: int,
-                     settings: SweepSettings, detectors: list[Detector], sink, timeout: float | None,
-                     attempts: int = 8) -> None:
-    """Generate samples first..first+count-1; on RESOURCE_EXHAUSTED or UNAVAILABLE, back off and ask again
-    for the samples that did not finish."""
-    finished: set[int] = set()
+def sweep_request(prompts: list[SweepPrompt], settings: SweepSettings, detectors: list[Detector],
+                  completed: set[tuple[str, float, int]]) -> pb.SweepRequest:
+    return pb.SweepRequest(
+        prompts=[pb.SweepPrompt(id=p.id, prompt=p.prompt, messages=[pb.ChatMessage(role=r, content=c)
+                                                                     for r, c in p.messages]) for p in prompts],
+        system_prompt=settings.system_prompt, raw_prompt=settings.raw_prompt, alphas=list(settings.alphas),
+        n=settings.n, max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
+        temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, seed=settings.seed,
+        stop=list(settings.stop),
+        detectors=[pb.Detector(name=d.name, substring=d.substring, ignore_case=d.ignore_case) if d.substring is not None
+                   else pb.Detector(name=d.name, regex=d.regex) for d in detectors if d.portable],
+        completed=[pb.SampleKey(prompt_id=p, alpha=a, index=i) for p, a, i in sorted(completed)],
+    )
+
+
+def sample_record(s: pb.SweepSample, local_detectors: list[Detector], settings: SweepSettings) -> dict:
+    """A SweepSample as a JSONL record; detectors that only run here (Python callables) are added."""
+    return {
+        "prompt_id": s.prompt_id, "alpha": s.alpha, "index": s.index, "seed": s.seed, "text": s.text,
+        "token_ids": list(s.token_ids), "finish_reason": finish_name(s.finish_reason),
+        "detectors": list(s.detectors) + [d.name for d in local_detectors if d(s.text)],
+        "logprob_after": s.logprob_after, "logprob_before": s.logprob_before, "logprob_sampled": s.logprob_sampled,
+        "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k,
+        "min_new_tokens": settings.min_new_tokens,
+    }
+
+
+async def run_sweep(channel: grpc.aio.Channel, prompts: list[SweepPrompt], settings: SweepSettings,
+                    detectors: list[Detector], output: str, progress: bool = True,
+                    timeout: float | None = None, attempts: int = 8) -> list[dict]:
+    """Run the samples of the sweep that `output` lacks, appending them to it; returns the sweep's records.
+    On RESOURCE_EXHAUSTED or UNAVAILABLE it backs off and resumes from the file."""
+    keys = {(p.id, a, i): derive_seed(settings.seed, p.id, a) for p in prompts for a in settings.alphas
+            for i in range(settings.n)}
+    local = [d for d in detectors if not d.portable]
+    stub = diffamp_pb2_grpc.AmplificationServiceStub(channel)
     delay = 0.5
     for attempt in range(attempts):
-        missing = [i for i in range(first, first + count) if i not in finished]
+        completed = _completed(output, keys)
+        if len(completed) == len(keys):
+            break
+        bar = Progress(len(completed)) if progress else None
+        _end_with_newline(output)
         try:
-            for start, n in _ranges(missing, count):
-                await _stream_samples(stub, prompt, alpha, seed, start, n, settings, detectors, sink, finished,
-                                      timeout)
-            return
+            with open(output, "a", encoding="utf-8") as out:
+                async for item in stub.Sweep(sweep_request(prompts, settings, detectors, set(completed)),
+                                             timeout=timeout):
+                    if item.HasField("sample"):
+                        record = sample_record(item.sample, local, settings)
+                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        out.flush()
+                    elif item.HasField("progress") and bar:
+                        bar.show(item.progress)
+            break
         except grpc.aio.AioRpcError as err:
             if err.code() not in RETRYABLE or attempt == attempts - 1:
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+    latest = _completed(output, keys)
+    return [latest[k] for k in sorted(latest, key=lambda k: (k[1], k[0], k[2]))]
 
 
-async def _stream_samples(stub, prompt, alpha, seed, first, count, settings, detectors, sink, finished, timeout):
-    request = pb.GenerateRequest(
-        prompt=prompt.prompt, messages=[pb.ChatMessage(role=r, content=c) for r, c in prompt.messages],
-        system_prompt=settings.system_prompt, raw_prompt=settings.raw_prompt, alpha=alpha, n=count,
-        first_sample_index=first, max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-        top_p=settings.top_p, top_k=settings.top_k, seed=seed, stop=list(settings.stop), logprobs=0,
-    )
-    partial: dict[int, dict] = {}
-    async for chunk in stub.Generate(request, timeout=timeout):
-        s = partial.setdefault(chunk.index, {"text": "", "token_ids": [], "after": 0.0, "before": 0.0, "sampled": 0.0})
-        s["text"] += chunk.text
-        s["token_ids"].extend(chunk.token_ids)
-        for lp in chunk.logprobs:
-            s["after"] += lp.after
-            s["before"] += lp.before
-            s["sampled"] += lp.sampled
-        if chunk.finish_reason:
-            done = partial.pop(chunk.index)
-            finished.add(chunk.index)
-            sink({
-                "prompt_id": prompt.id, "alpha": alpha, "index": chunk.index, "seed": seed,
-                "text": done["text"], "token_ids": done["token_ids"], "finish_reason": finish_name(chunk.finish_reason),
-                "detectors": [d.name for d in detectors if d(done["text"])],
-                "logprob_after": done["after"], "logprob_before": done["before"], "logprob_sampled": done["sampled"],
-                "temperature": settings.temperature, "top_p": settings.top_p, "top_k": settings.top_k,
-            })
-
-
-async def run_sweep(channel: grpc.aio.Channel, prompts: list[SweepPrompt], settings: SweepSettings,
-                    detectors: list[Detector], output: str, progress: bool = True,
-                    timeout: float | None = None) -> list[dict]:
-    """Run the missing samples of the sweep, appending to `output`; returns the sweep's records."""
-    existing = read_records(output)
-    done = {(r["prompt_id"], r["alpha"], r["index"], r["seed"]) for r in existing}
-    jobs = []
-    for prompt in prompts:
-        for alpha in settings.alphas:
-            seed = derive_seed(settings.seed, prompt.id, alpha)
-            missing = [i for i in range(settings.n) if (prompt.id, alpha, i, seed) not in done]
-            jobs += [(prompt, alpha, seed, first, count) for first, count in _ranges(missing, settings.chunk)]
-    total = sum(j[4] for j in jobs)
-    bar = Progress(total, len(prompts) * len(settings.alphas) * settings.n - total) if progress and total else None
-    stub = diffamp_pb2_grpc.AmplificationServiceStub(channel)
-    budget = asyncio.Semaphore(max(1, settings.max_in_flight // max(1, settings.chunk)))
-    _end_with_newline(output)
-    with open(output, "a", encoding="utf-8") as out:
-        def sink(record: dict) -> None:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            out.flush()
-            if bar:
-                bar.update()
-
-        async def one(job):
-            async with budget:
-                await _run_chunk(stub, *job, settings, detectors, sink, timeout)
-
-        await asyncio.gather(*(one(j) for j in jobs))
-    keys = {(p.id, a, i, derive_seed(settings.seed, p.id, a)) for p in prompts for a in settings.alphas
-            for i in range(settings.n)}
+def _completed(output: str, keys: dict) -> dict[tuple[str, float, int], dict]:
+    """The records in `output` that belong to this sweep (same prompt, alpha, index and derived seed)."""
     latest = {}
     for r in read_records(output):
-        key = (r["prompt_id"], r["alpha"], r["index"], r["seed"])
-        if key in keys:
+        key = (r["prompt_id"], r["alpha"], r["index"])
+        if keys.get(key) == r["seed"]:
             latest[key] = r
-    return [latest[k] for k in sorted(latest, key=lambda k: (k[1], k[0], k[2]))]
+    return latest
 
 
 @dataclass

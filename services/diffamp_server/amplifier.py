@@ -62,7 +62,8 @@ class Amplifier:
     """Both models in this process, sharing the scheduler, engine and sampler code of the service workers."""
 
     def __init__(self, after: str, before: str, *, device: str = "auto", dtype: str = "auto",
-                 max_batch_size: int = 64, max_seq_len: int = 1024, tokenizer_class: str | None = None,
+                 max_batch_size: int = 64, max_seq_len: int = 1024, decode_steps: int = 8,
+                 tokenizer_class: str | None = None,
                  trust_remote_code: bool = False, alpha_bound: float = 100.0):
         after_src = ModelSource(after, tokenizer_class, trust_remote_code)
         before_src = ModelSource(before, tokenizer_class, trust_remote_code)
@@ -71,25 +72,27 @@ class Amplifier:
         before_runner = ModelRunner.load(before_src, dtype, device, max_batch_size, max_seq_len)
         a, b = after_runner.info(), before_runner.info()
         shared = self.tokenizers.shared_mask(min(a.logits_size, b.logits_size))
-        self.engine = PairEngine(after_runner, before_runner, shared, max_batch_size)
-        self.scheduler = Scheduler(self.tokenizers.after, self.tokenizers.eos_ids, max_batch_size, max_queued=1 << 30)
+        eos_ids = self.tokenizers.eos_ids
+        self.engine = PairEngine(after_runner, before_runner, shared, tuple(sorted(eos_ids)), max_batch_size)
+        self.scheduler = Scheduler(self.tokenizers.after, eos_ids, max_batch_size, max_queued=1 << 30,
+                                   decode_steps=decode_steps)
         self.limits = Limits(
             max_n=1 << 20, max_logprobs=50, max_stop_strings=16, max_stop_string_chars=256,
             alpha_bound=alpha_bound, max_seq_len=min(max_seq_len, a.context_length, b.context_length),
             shared_vocab_size=int(shared.shape[0]),
         )
 
-    def generate(self, prompt: str = "", *, messages=(), prompt_token_ids=(), system_prompt: str = "",
-                 raw_prompt: bool = False, alpha: float = 1.0, n: int = 1, max_new_tokens: int = 80,
-                 temperature: float = 0.8, top_p: float = 0.95, top_k: int = 0, seed: int | None = None,
-                 stop=(), logprobs: int | None = None, first_sample_index: int = 0,
-                 progress: bool = False) -> list[Completion]:
-        """n amplified completions of one prompt, in sample order."""
-        inp = GenerateInput(prompt, system_prompt, tuple((m["role"], m["content"]) for m in messages),
-                            tuple(prompt_token_ids), raw_prompt, alpha, n, max_new_tokens, temperature, top_p,
-                            top_k, seed, tuple(stop), logprobs, first_sample_index)
-        request = build_request(inp, self.tokenizers.prompt_ids, self.limits)
-        return self._run([request], progress)[0]
+    def generate(self, prompt: str = "", *, progress: bool = False, **options) -> list[Completion]:
+        """n amplified completions of one prompt, in sample order. Options: messages, prompt_token_ids,
+        system_prompt, raw_prompt, alpha (1.0), n (1), max_new_tokens (80), min_new_tokens (0),
+        temperature (0.8), top_p (0.95), top_k (0), seed, stop, logprobs, first_sample_index."""
+        return self.generate_many([prompt], progress=progress, **options)[0]
+
+    def generate_many(self, prompts: list[str], *, progress: bool = False, **options) -> list[list[Completion]]:
+        """generate() for several prompts with the same options, decoded together in one batch."""
+        requests = [build_request(_generate_input(prompt, **options), self.tokenizers.prompt_ids, self.limits)
+                    for prompt in prompts]
+        return self._run(requests, progress)
 
     def compare(self, prompt: str = "", **kwargs) -> dict[str, Completion]:
         """The after model alone and the before model alone on the same prompt."""
@@ -114,6 +117,16 @@ class Amplifier:
             if bar is not None:
                 bar.close()
         return [[_completion(events) for events in s.context.values()] for s in states]
+
+
+def _generate_input(prompt: str = "", *, messages=(), prompt_token_ids=(), system_prompt: str = "",
+                    raw_prompt: bool = False, alpha: float = 1.0, n: int = 1, max_new_tokens: int = 80,
+                    min_new_tokens: int = 0, temperature: float = 0.8, top_p: float = 0.95, top_k: int = 0,
+                    seed: int | None = None, stop=(), logprobs: int | None = None,
+                    first_sample_index: int = 0) -> GenerateInput:
+    return GenerateInput(prompt, system_prompt, tuple((m["role"], m["content"]) for m in messages),
+                         tuple(prompt_token_ids), raw_prompt, alpha, n, max_new_tokens, temperature, top_p, top_k,
+                         seed, tuple(stop), logprobs, first_sample_index, min_new_tokens)
 
 
 def _completion(events) -> Completion:

@@ -47,11 +47,16 @@ class ServerConfig:
                                     "help": "run model repositories' own Python code (off by default)"})
     max_batch_size: int = field(default=64, metadata={"env": "DIFFAMP_MAX_BATCH_SIZE",
                                 "help": "KV slots: sequences decoded together per step"})
+    decode_steps: int = field(default=8, metadata={"env": "DIFFAMP_DECODE_STEPS",
+                              "help": "most decode steps per worker call; more amortise the Ray round trip, and "
+                                      "streams then receive tokens in chunks of up to this many"})
     max_seq_len: int = field(default=1024, metadata={"env": "DIFFAMP_MAX_SEQ_LEN",
                              "help": "positions per KV slot (prompt + completion); capped at the models' context"})
     max_queued: int = field(default=16384, metadata={"env": "DIFFAMP_MAX_QUEUED",
                             "help": "sequences waiting for a KV slot before new requests get RESOURCE_EXHAUSTED"})
     max_n: int = field(default=8192, metadata={"env": "DIFFAMP_MAX_N", "help": "largest n per request"})
+    max_sweep_samples: int = field(default=1_000_000, metadata={"env": "DIFFAMP_MAX_SWEEP_SAMPLES",
+                                   "help": "largest prompts x alphas x n per Sweep call"})
     max_logprobs: int = field(default=20, metadata={"env": "DIFFAMP_MAX_LOGPROBS", "help": "largest logprobs K"})
     max_stop_strings: int = field(default=8, metadata={"env": "DIFFAMP_MAX_STOP_STRINGS",
                                   "help": "most stop strings per request"})
@@ -72,7 +77,8 @@ class ServerConfig:
             raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}; got {self.placement!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535]; got {self.port}")
-        for name in ("max_batch_size", "max_seq_len", "max_n", "max_queued", "max_message_bytes"):
+        for name in ("max_batch_size", "decode_steps", "max_seq_len", "max_n", "max_sweep_samples", "max_queued",
+                     "max_message_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):

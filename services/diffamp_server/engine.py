@@ -15,7 +15,7 @@ from .plan import SamplingParams, StepPlan, StepResult, TokenLogprobs
 
 
 class RowParams:
-    """Sampling parameters and positions of every live row, kept packed like the KV cache rows."""
+    """Sampling parameters and token counts of every live row, kept packed like the KV cache rows."""
 
     def __init__(self, max_batch_size: int):
         self.params: list[SamplingParams | None] = [None] * max_batch_size
@@ -37,13 +37,38 @@ class RowParams:
 class Sampler:
     """Turns one step's after and before logits into tokens, for the rows described by RowParams."""
 
-    def __init__(self, shared_vocab: torch.Tensor, max_batch_size: int):
+    def __init__(self, shared_vocab: torch.Tensor, eos_ids: tuple[int, ...], max_batch_size: int):
         self.shared_vocab = shared_vocab
+        self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long, device=shared_vocab.device)
         self.rows = RowParams(max_batch_size)
 
-    def sample(self, plan: StepPlan, after: torch.Tensor, before: torch.Tensor) -> StepResult:
+    def run(self, plan: StepPlan, after: torch.Tensor, before: torch.Tensor, next_logits) -> StepResult:
+        """Sample the plan's first step from (after, before), then keep going as the plan allows;
+        next_logits(tokens, active) -> (after, before) runs one more decode step on both models."""
         self.rows.apply(plan)
         params = self.rows.live(plan.num_rows)
+        device = after.device
+        budget = torch.tensor(plan.budgets or [1 << 30] * plan.num_rows, dtype=torch.long, device=device)
+        active = torch.ones(plan.num_rows, dtype=torch.bool, device=device)
+        token_ids: list[list[int]] = [[] for _ in params]
+        logprobs: list[list[TokenLogprobs]] = [[] for _ in params]
+        for step in range(plan.max_steps):
+            tokens, step_logprobs = self._sample(params, after, before)
+            taking = active.tolist()
+            for row, token in enumerate(tokens.tolist()):
+                if taking[row]:
+                    token_ids[row].append(token)
+                    self.rows.generated[row] += 1
+                    if step_logprobs[row] is not None:
+                        logprobs[row].append(step_logprobs[row])
+            budget -= active.long()
+            active &= (budget > 0) & ~torch.isin(tokens, self.eos_ids)
+            if step + 1 == plan.max_steps or not bool(active.any()):
+                break
+            after, before = next_logits(tokens, active)
+        return StepResult(token_ids, logprobs)
+
+    def _sample(self, params: list[SamplingParams], after: torch.Tensor, before: torch.Tensor):
         device = after.device
 
         def column(name, dtype=torch.float32):
@@ -54,19 +79,19 @@ class Sampler:
         after = sampling.restrict_vocab(after.float(), self.shared_vocab)
         before = sampling.restrict_vocab(before.float(), self.shared_vocab)
         amplified = sampling.amplify(after, before, alpha)
-        filtered = sampling.sampling_logits(amplified, temperature, top_k, top_p)
+        too_early = torch.tensor([self.rows.generated[i] < p.min_new_tokens for i, p in enumerate(params)],
+                                 device=device)
+        allowed = sampling.ban_tokens(amplified, self.eos_ids, too_early) if bool(too_early.any()) else amplified
+        filtered = sampling.sampling_logits(allowed, temperature, top_k, top_p)
         uniforms = torch.tensor(
             [sampling.seeded_uniform(p.seed, p.sample_index, self.rows.generated[i]) for i, p in enumerate(params)],
             dtype=torch.float64,
             device=device,
         )
         tokens = sampling.sample(filtered, temperature == 0, uniforms)
-        for i in range(plan.num_rows):
-            self.rows.generated[i] += 1
-        token_list = tokens.tolist()
         if all(p.logprobs is None for p in params):
-            return StepResult(token_list, [None] * plan.num_rows)
-        return StepResult(token_list, _logprobs(params, tokens, amplified, after, before, filtered, temperature))
+            return tokens, [None] * len(params)
+        return tokens, _logprobs(params, tokens, amplified, after, before, filtered, temperature)
 
 
 def _logprobs(params, tokens, amplified, after, before, filtered, temperature) -> list[TokenLogprobs | None]:
@@ -96,12 +121,17 @@ def _logprobs(params, tokens, amplified, after, before, filtered, temperature) -
 class PairEngine:
     """Both models in one process (the colocated placement, and the library API)."""
 
-    def __init__(self, after: ModelRunner, before: ModelRunner, shared_vocab: torch.Tensor, max_batch_size: int):
+    def __init__(self, after: ModelRunner, before: ModelRunner, shared_vocab: torch.Tensor,
+                 eos_ids: tuple[int, ...], max_batch_size: int):
         self.after = after
         self.before = before
-        self.sampler = Sampler(shared_vocab.to(after.device), max_batch_size)
+        self.sampler = Sampler(shared_vocab.to(after.device), eos_ids, max_batch_size)
 
     def step(self, plan: StepPlan) -> StepResult:
         after_logits = self.after.run(plan)
         before_logits = self.before.run(plan).to(after_logits.device)
-        return self.sampler.sample(plan, after_logits, before_logits)
+        return self.sampler.run(plan, after_logits, before_logits, self._decode)
+
+    def _decode(self, tokens: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        after_logits = self.after.decode(tokens, active)
+        return after_logits, self.before.decode(tokens, active).to(after_logits.device)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from .errors import ShuttingDown, WorkerUnavailable
 from .model_runner import RunnerInfo
 from .request import GenerateInput, Limits, build_compare_request, build_request
-from .scheduler import SampleEvent, Scheduler
+from .scheduler import RequestState, SampleEvent, Scheduler
+from .sweep import SweepInput, plan_units, run_sweep
 from .tokenizer_pair import TokenizerPair
 from .vocab import VocabReport
 
@@ -38,11 +39,12 @@ class ServerInfo:
 
 class Gateway:
     def __init__(self, tokenizers: TokenizerPair, pool, limits: Limits, max_batch_size: int, max_queued: int,
-                 on_health_change=None):
+                 decode_steps: int = 1, max_sweep_samples: int = 1_000_000, on_health_change=None):
         self.tokenizers = tokenizers
         self.pool = pool
         self.limits = limits
-        self.scheduler = Scheduler(tokenizers.after, tokenizers.eos_ids, max_batch_size, max_queued)
+        self.max_sweep_samples = max_sweep_samples
+        self.scheduler = Scheduler(tokenizers.after, tokenizers.eos_ids, max_batch_size, max_queued, decode_steps)
         self.admitting = True
         self.healthy = True
         self._on_health_change = on_health_change or (lambda serving: None)
@@ -70,10 +72,18 @@ class Gateway:
         async for event in self._stream(request):
             yield request.labels[event.index], event
 
+    async def sweep(self, inp: SweepInput) -> AsyncIterator:
+        """Sweep records, progress and the summary, as sweep.run_sweep yields them."""
+        self._check_admitting()
+        units, skipped = plan_units(inp, self.tokenizers.prompt_ids, self.limits, self.max_sweep_samples,
+                                    chunk=self.scheduler.max_batch_size)
+        async for item in run_sweep(inp, units, skipped, self._submit, self._cancel,
+                                    max_outstanding=2 * self.scheduler.max_batch_size):
+            yield item
+
     async def _stream(self, request) -> AsyncIterator[SampleEvent]:
         queue: asyncio.Queue = asyncio.Queue()
-        state = self.scheduler.submit(request, context=queue)
-        self._wake.set()
+        state = self._submit(request, queue)
         remaining = state.n
         try:
             while remaining:
@@ -84,9 +94,17 @@ class Gateway:
                     remaining -= 1
                 yield item
         finally:
-            if not state.finished:
-                self.scheduler.cancel(state)
-                self._wake.set()
+            self._cancel(state)
+
+    def _submit(self, request, context) -> RequestState:
+        state = self.scheduler.submit(request, context=context)
+        self._wake.set()
+        return state
+
+    def _cancel(self, state: RequestState) -> None:
+        if not state.finished:
+            self.scheduler.cancel(state)
+            self._wake.set()
 
     def _check_admitting(self) -> None:
         if not self.admitting:

@@ -74,22 +74,43 @@ class ModelRunner:
             self.lengths[dst] = length
         parts = []
         if plan.num_decode_rows:
-            b = plan.num_decode_rows
-            tokens = torch.tensor(plan.decode_token_ids, dtype=torch.long, device=self.device).unsqueeze(-1)
-            positions = self.lengths[:b].unsqueeze(-1)
-            parts.append(self._forward(tokens, slice(0, b), positions))
-            self.lengths[:b] += 1
-        for prefill in plan.prefills:
-            first = prefill.rows[0]
-            ids = torch.tensor([prefill.token_ids], dtype=torch.long, device=self.device)
-            positions = torch.arange(ids.shape[1], device=self.device).unsqueeze(0)
-            logits = self._forward(ids, slice(first, first + 1), positions)
-            self.lengths[first] = ids.shape[1]
-            for row in prefill.rows[1:]:
-                self.cache.copy_row(first, row, ids.shape[1])
-                self.lengths[row] = ids.shape[1]
-            parts.append(logits.expand(len(prefill.rows), -1))
+            tokens = torch.tensor(plan.decode_token_ids, dtype=torch.long, device=self.device)
+            parts.append(self.decode(tokens, torch.ones_like(tokens, dtype=torch.bool)))
+        if plan.prefills:
+            parts.append(self._prefill(plan.num_decode_rows, plan.prefills))
         return torch.cat(parts) if parts else torch.empty(0, device=self.device)
+
+    @torch.inference_mode()
+    def decode(self, tokens: torch.Tensor, advance: torch.Tensor) -> torch.Tensor:
+        """One token into each of rows [0, len(tokens)); rows where `advance` is False rewrite their last
+        position instead of growing (they have stopped, and their logits are ignored)."""
+        b = tokens.shape[0]
+        positions = self.lengths[:b].unsqueeze(-1)
+        logits = self._forward(tokens.to(self.device).unsqueeze(-1), slice(0, b), positions)
+        self.lengths[:b] += advance.to(self.device)
+        return logits
+
+    def _prefill(self, first_row: int, prefills) -> torch.Tensor:
+        """All new prompts in one forward, left-padded so each prompt's last token is the last column.
+        Padding is written at the slot's last position, which the mask hides until a real token overwrites it."""
+        width = max(len(p.token_ids) for p in prefills)
+        ids = torch.zeros(len(prefills), width, dtype=torch.long)
+        positions = torch.full((len(prefills), width), self.max_seq_len - 1, dtype=torch.long)
+        for j, p in enumerate(prefills):
+            n = len(p.token_ids)
+            ids[j, width - n:] = torch.tensor(p.token_ids)
+            positions[j, width - n:] = torch.arange(n)
+        rows = slice(first_row, first_row + len(prefills))
+        logits = self._forward(ids.to(self.device), rows, positions.to(self.device))
+        parts = [logits]
+        for j, p in enumerate(prefills):
+            n = len(p.token_ids)
+            self.lengths[first_row + j] = n
+            for row in p.rows[1:]:
+                self.cache.copy_row(first_row + j, row, n)
+                self.lengths[row] = n
+            parts.append(logits[j].expand(len(p.rows) - 1, -1))
+        return torch.cat(parts)
 
     def info(self) -> RunnerInfo:
         config = self.model.config

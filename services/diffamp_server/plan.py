@@ -1,9 +1,12 @@
 """What crosses from the scheduler to the workers and back each step: small lists, never logits.
 
-Contract: live sequences occupy rows [0, num_rows) of every worker's KV cache. A step first applies
+Contract: live sequences occupy rows [0, num_rows) of every worker's KV cache. A plan first applies
 `moves` (copy row src to row dst, to pack rows after sequences leave), then decodes rows
-[0, num_decode_rows) with one new token each, then prefills each new prompt into its rows, which
-follow the decode rows in ascending order. The result has one sampled token per row [0, num_rows).
+[0, num_decode_rows) with one new token each and prefills every new prompt in one batched forward.
+Prefill j's first row is num_decode_rows + j; the rows that share its prompt follow all the first rows.
+That samples one token per row. The worker then keeps decoding, up to max_steps tokens in all, feeding
+each row its own last token, until every row has sampled EOS or used its budget; a row that stopped
+stays in the batch but no longer advances. The result lists, per row, the tokens it sampled in order.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class SamplingParams:
     seed: int = 0
     sample_index: int = 0
     logprobs: int | None = None
+    min_new_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class StepPlan:
     num_decode_rows: int = 0
     decode_token_ids: list[int] = field(default_factory=list)
     prefills: list[Prefill] = field(default_factory=list)
+    budgets: list[int] = field(default_factory=list)  # per row, the most tokens it may still sample; [] = no limit
+    max_steps: int = 1
 
     @property
     def num_rows(self) -> int:
@@ -60,7 +66,7 @@ class TokenLogprobs:
 
 @dataclass(frozen=True)
 class StepResult:
-    """One sampled token per row [0, num_rows); logprobs[row] is None where the row did not ask."""
+    """Per row [0, num_rows), the tokens it sampled and their logprobs (empty where the row did not ask)."""
 
-    token_ids: list[int]
-    logprobs: list[TokenLogprobs | None]
+    token_ids: list[list[int]]
+    logprobs: list[list[TokenLogprobs]]

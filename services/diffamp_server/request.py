@@ -53,6 +53,7 @@ class GenerateInput:
     stop: tuple[str, ...] = ()
     logprobs: int | None = None
     first_sample_index: int = 0
+    min_new_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ def resolve_sampling(inp: GenerateInput, limits: Limits) -> tuple[float, float, 
     max_new = inp.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
     if max_new < 1:
         raise InvalidArgument("max_new_tokens", f"{max_new} is below 1")
+    if not 0 <= inp.min_new_tokens <= max_new:
+        raise InvalidArgument("min_new_tokens", f"{inp.min_new_tokens} is outside [0, max_new_tokens = {max_new}]")
     return alpha, temperature, top_p, inp.top_k, max_new
 
 
@@ -161,7 +164,8 @@ def build_request(inp: GenerateInput, tokenize: Callable[[GenerateInput], list[i
     if not 0 <= inp.first_sample_index < 2**32:
         raise InvalidArgument("first_sample_index", f"{inp.first_sample_index} is outside [0, 2^32)")
     first = inp.first_sample_index
-    samples = [SamplingParams(alpha, temperature, top_p, top_k, seed, i, inp.logprobs) for i in range(first, first + n)]
+    samples = [SamplingParams(alpha, temperature, top_p, top_k, seed, i, inp.logprobs, inp.min_new_tokens)
+               for i in range(first, first + n)]
     return SequenceRequest(prompt_ids, samples, max_new, inp.stop, seed, inp.logprobs)
 
 
@@ -174,5 +178,6 @@ def build_compare_request(inp: GenerateInput, tokenize: Callable[[GenerateInput]
     prompt_ids = tokenize(inp)
     check_length(len(prompt_ids), max_new, limits)
     seed = new_seed() if inp.seed is None else inp.seed
-    samples = [SamplingParams(a, temperature, top_p, top_k, seed, i, None) for i, a in enumerate((0.0, -1.0))]
+    samples = [SamplingParams(a, temperature, top_p, top_k, seed, i, None, inp.min_new_tokens)
+               for i, a in enumerate((0.0, -1.0))]
     return SequenceRequest(prompt_ids, samples, max_new, inp.stop, seed, None, labels=("after", "before"))

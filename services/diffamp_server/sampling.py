@@ -27,6 +27,14 @@ def restrict_vocab(logits: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(~shared, NEG_INF)
 
 
+def ban_tokens(logits: torch.Tensor, ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Set the given ids to -inf in the rows where `rows` is True (e.g. EOS before min_new_tokens)."""
+    ids = ids[ids < logits.shape[-1]]
+    banned = torch.zeros_like(logits, dtype=torch.bool)
+    banned[:, ids] = True
+    return logits.masked_fill(banned & rows.unsqueeze(-1), NEG_INF)
+
+
 def apply_temperature(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
     """Divide each row by its temperature; rows with temperature 0 (greedy) are left as they are."""
     t = torch.where(temperature > 0, temperature, torch.ones_like(temperature))

@@ -1,10 +1,11 @@
 """Continuous batching: which sequences hold KV rows, what each step runs, and when a sample stops.
 
-The scheduler is synchronous and knows nothing of gRPC, Ray or asyncio. Each step:
+The scheduler is synchronous and knows nothing of gRPC, Ray or asyncio. Each worker call:
 `next_plan()` frees the rows of finished and cancelled samples (packing survivors to the front),
 admits waiting samples into free rows (a request larger than the free rows is admitted in chunks, each
-prefilled once, taking turns with the requests behind it), and returns the StepPlan; `apply(plan, result)` feeds the
-sampled tokens back and returns what each request should see.
+prefilled once, taking turns with the requests behind it), and returns the StepPlan, which lets the
+worker decode up to `decode_steps` tokens per row; `apply(plan, result)` feeds the sampled tokens back
+and returns, per sample, one event with everything it gained.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ class RequestState:
 
 
 class Scheduler:
-    def __init__(self, tokenizer, eos_ids: set[int], max_batch_size: int, max_queued: int):
+    def __init__(self, tokenizer, eos_ids: set[int], max_batch_size: int, max_queued: int, decode_steps: int = 1):
         self.tokenizer = tokenizer
+        self.decode_steps = decode_steps
         self.byte_ids = byte_fallback_ids(tokenizer)
         self.eos_ids = frozenset(eos_ids)
         self.max_batch_size = max_batch_size
@@ -142,21 +144,36 @@ class Scheduler:
     def next_plan(self) -> StepPlan | None:
         moves = self._release_done()
         decode_ids = [s.token_ids[-1] for s in self.rows]
-        prefills = []
-        while self.waiting and len(self.rows) < self.max_batch_size:
+        admitted: list[tuple[RequestState, slice]] = []
+        free = self.max_batch_size - len(self.rows)
+        while self.waiting and free:
             state = self.waiting.popleft()
-            take = min(state.waiting_samples, self.max_batch_size - len(self.rows))
-            chunk = slice(state.admitted, state.admitted + take)
-            first = len(self.rows)
-            self.rows.extend(state.samples[chunk])
-            prefills.append(Prefill(list(state.request.prompt_ids), list(range(first, len(self.rows))),
-                                    state.request.samples[chunk]))
+            take = min(state.waiting_samples, free)
+            free -= take
+            admitted.append((state, slice(state.admitted, state.admitted + take)))
             state.admitted += take
             if state.waiting_samples:
                 self.waiting.append(state)  # round robin: a big request cannot starve the ones behind it
+        prefills = self._lay_out(admitted)
         if not self.rows:
             return None
-        return StepPlan(moves, len(decode_ids), decode_ids, prefills)
+        budgets = [s.request.request.max_new_tokens - len(s.token_ids) for s in self.rows]
+        return StepPlan(moves, len(decode_ids), decode_ids, prefills, budgets, self.decode_steps)
+
+    def _lay_out(self, admitted: list[tuple[RequestState, slice]]) -> list[Prefill]:
+        """Rows for the admitted chunks: every chunk's first sample, in order, then the rest (plan.py)."""
+        firsts = [state.samples[chunk][0] for state, chunk in admitted]
+        rest_start = len(self.rows) + len(firsts)
+        prefills = []
+        for j, (state, chunk) in enumerate(admitted):
+            count = chunk.stop - chunk.start
+            rows = [len(self.rows) + j] + list(range(rest_start, rest_start + count - 1))
+            rest_start += count - 1
+            prefills.append(Prefill(list(state.request.prompt_ids), rows, state.request.samples[chunk]))
+        self.rows.extend(firsts)
+        for state, chunk in admitted:
+            self.rows.extend(state.samples[chunk][1:])
+        return prefills
 
     def apply(self, plan: StepPlan, result: StepResult) -> list[tuple[RequestState, SampleEvent]]:
         events = []
@@ -167,23 +184,27 @@ class Scheduler:
             events.append((sample.request, event))
         return events
 
-    def _advance(self, sample: Sample, token: int, logprobs: TokenLogprobs | None) -> SampleEvent:
+    def _advance(self, sample: Sample, tokens: list[int], logprobs: list[TokenLogprobs]) -> SampleEvent:
         request = sample.request.request
-        sample.token_ids.append(token)
-        if token in self.eos_ids:
-            sample.finish_reason = FINISH_STOP
-        else:
-            sample.text += sample.detokenizer.add(token)
-            self._check_stop_strings(sample, request.stop)
-        if sample.finish_reason is None and len(sample.token_ids) >= request.max_new_tokens:
-            sample.finish_reason = FINISH_LENGTH
+        taken = 0
+        for token in tokens:
+            if sample.finish_reason:
+                break  # the worker ran past a stop string; those tokens are dropped
+            taken += 1
+            sample.token_ids.append(token)
+            if token in self.eos_ids:
+                sample.finish_reason = FINISH_STOP
+            else:
+                sample.text += sample.detokenizer.add(token)
+                self._check_stop_strings(sample, request.stop)
+            if sample.finish_reason is None and len(sample.token_ids) >= request.max_new_tokens:
+                sample.finish_reason = FINISH_LENGTH
         if sample.finish_reason in (FINISH_STOP, FINISH_LENGTH):
             sample.text += sample.detokenizer.flush()
             self._check_stop_strings(sample, request.stop)
         hold = 0 if sample.finish_reason else max((len(s) for s in request.stop), default=1) - 1
         end = max(sample.emitted, len(sample.text) - hold)
-        event = SampleEvent(sample.index, sample.text[sample.emitted : end], [token],
-                            [logprobs] if logprobs is not None else [])
+        event = SampleEvent(sample.index, sample.text[sample.emitted : end], tokens[:taken], logprobs[:taken])
         sample.emitted = end
         if sample.finish_reason:
             event.finish_reason = sample.finish_reason

@@ -108,7 +108,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     placement, device = resolve_placement(config)
     max_seq_len = min(config.max_seq_len, context_length(after_cfg), context_length(before_cfg))
     spec = WorkerSpec(after_src, before_src, config.dtype, device, device, config.max_batch_size, max_seq_len,
-                      tuple(shared.tolist()), config.torch_threads)
+                      tuple(shared.tolist()), eos_ids=tuple(sorted(tokenizers.eos_ids)),
+                      torch_threads=config.torch_threads)
     log.info("starting %s workers on %s (%d KV slots x %d positions)", placement, device,
              config.max_batch_size, max_seq_len)
     resources = (config.actor_resources("after_resources"), config.actor_resources("before_resources"))
@@ -124,7 +125,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
         for name in ("", SERVICE_NAME):
             asyncio.get_running_loop().create_task(health_servicer.set(name, status))
 
-    gateway = Gateway(tokenizers, pool, limits, config.max_batch_size, config.max_queued, on_health_change)
+    gateway = Gateway(tokenizers, pool, limits, config.max_batch_size, config.max_queued, config.decode_steps,
+                      config.max_sweep_samples, on_health_change)
     gateway.start()
     options = [("grpc.max_receive_message_length", config.max_message_bytes),
                ("grpc.max_send_message_length", config.max_message_bytes)]
@@ -173,6 +175,7 @@ class BackgroundServer:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="diffamp-server")
         self.thread.start()
+        self.config = config
         self.running: RunningServer = self.run(start_server(config), timeout=start_timeout_s)
         self.address = f"{config.host}:{self.running.port}"
 

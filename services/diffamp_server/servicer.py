@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from diffamp import detectors
+from diffamp.detectors import Detector
+from diffamp.sweep import SummaryRow, SweepPrompt
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp.v1 import diffamp_pb2_grpc
 
 from .gateway import Gateway, ServerInfo
 from .model_runner import RunnerInfo
 from .plan import TokenLogprobs
+from .errors import InvalidArgument
 from .request import GenerateInput
 from .scheduler import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING
 from .status import grpc_errors
+from .sweep import SweepInput, SweepProgress
 
 FINISH_REASONS = {
     FINISH_STOP: pb.FINISH_REASON_STOP,
@@ -43,7 +48,38 @@ def generate_input(req) -> GenerateInput:
         stop=tuple(req.stop),
         logprobs=_optional(req, "logprobs") if "logprobs" in has else None,
         first_sample_index=req.first_sample_index if "first_sample_index" in has else 0,
+        min_new_tokens=req.min_new_tokens if "min_new_tokens" in has else 0,
     )
+
+
+SWEEP_DEFAULT_MAX_NEW_TOKENS = 48
+
+
+def sweep_input(req: pb.SweepRequest) -> SweepInput:
+    """SweepRequest -> SweepInput; sweeps sample unfiltered (temperature 1, top_p 1) unless told otherwise."""
+    options = GenerateInput(
+        system_prompt=req.system_prompt, raw_prompt=req.raw_prompt,
+        max_new_tokens=req.max_new_tokens or SWEEP_DEFAULT_MAX_NEW_TOKENS, min_new_tokens=req.min_new_tokens,
+        temperature=req.temperature if req.HasField("temperature") else 1.0,
+        top_p=req.top_p if req.HasField("top_p") else 1.0, top_k=req.top_k, stop=tuple(req.stop),
+    )
+    return SweepInput(
+        prompts=tuple(SweepPrompt(p.id, p.prompt, tuple((m.role, m.content) for m in p.messages)) for p in req.prompts),
+        alphas=tuple(req.alphas), n=req.n, options=options, seed=req.seed,
+        detectors=tuple(_detector(i, d) for i, d in enumerate(req.detectors)),
+        completed=frozenset((k.prompt_id, k.alpha, k.index) for k in req.completed),
+    )
+
+
+def _detector(index: int, d: pb.Detector) -> Detector:
+    try:
+        if d.WhichOneof("test") == "regex":
+            return detectors.regex(d.name, d.regex)
+        if d.WhichOneof("test") == "substring":
+            return detectors.substring(d.name, d.substring, d.ignore_case)
+    except ValueError as exc:
+        raise InvalidArgument(f"detectors[{index}]", str(exc)) from None
+    raise InvalidArgument(f"detectors[{index}]", "set substring or regex")
 
 
 class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
@@ -75,6 +111,23 @@ class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
                 completion_tokens=event.completion_tokens,
                 seed=event.seed,
             )
+
+    @grpc_errors
+    async def Sweep(self, request, context):
+        async for item in self.gateway.sweep(sweep_input(request)):
+            if isinstance(item, dict):
+                yield pb.SweepResponse(sample=pb.SweepSample(
+                    prompt_id=item["prompt_id"], alpha=item["alpha"], index=item["index"], seed=item["seed"],
+                    text=item["text"], token_ids=item["token_ids"],
+                    finish_reason=FINISH_REASONS[item["finish_reason"]], detectors=item["detectors"],
+                    logprob_after=item["logprob_after"], logprob_before=item["logprob_before"],
+                    logprob_sampled=item["logprob_sampled"]))
+            elif isinstance(item, SweepProgress):
+                yield pb.SweepResponse(progress=pb.SweepProgress(
+                    done=item.done, total=item.total, skipped=item.skipped, tokens=item.tokens,
+                    elapsed_s=item.elapsed_s, samples_per_s=item.samples_per_s, eta_s=item.eta_s))
+            else:
+                yield pb.SweepResponse(summary=pb.SweepSummary(rows=[_summary_row(r) for r in item]))
 
     @grpc_errors
     async def CheckTokenizers(self, request, context):
@@ -110,6 +163,16 @@ class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
             kl_after_before=lp.kl_after_before,
             top=[pb.TopLogprob(token_id=i, token=text(i), logprob=v) for i, v in zip(lp.top_ids, lp.top_logprobs)],
         )
+
+
+def _summary_row(r: SummaryRow) -> pb.SweepSummaryRow:
+    row = pb.SweepSummaryRow(alpha=r.alpha, detector=r.detector, hits=r.hits, n=r.n, rate=r.rate, wilson_low=r.low,
+                             wilson_high=r.high)
+    if r.estimate:
+        e = r.estimate
+        row.after_rate, row.after_rate_low, row.after_rate_high = e["after_rate"], e["low"], e["high"]
+        row.ess, row.exact, row.warning = e["ess"], e["exact"], e["warning"]
+    return row
 
 
 def _model_info(info: RunnerInfo, node: str) -> pb.ModelInfo:

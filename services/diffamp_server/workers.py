@@ -37,6 +37,7 @@ class WorkerSpec:
     max_batch_size: int
     max_seq_len: int
     shared_vocab: tuple[bool, ...]
+    eos_ids: tuple[int, ...] = ()
     torch_threads: int = 0
 
 
@@ -52,7 +53,7 @@ class PairWorker:
         _set_threads(spec)
         after = ModelRunner.load(spec.after, spec.dtype, spec.after_device, spec.max_batch_size, spec.max_seq_len)
         before = ModelRunner.load(spec.before, spec.dtype, spec.before_device, spec.max_batch_size, spec.max_seq_len)
-        self.engine = PairEngine(after, before, torch.tensor(spec.shared_vocab), spec.max_batch_size)
+        self.engine = PairEngine(after, before, torch.tensor(spec.shared_vocab), spec.eos_ids, spec.max_batch_size)
 
     def step(self, plan: StepPlan) -> StepResult:
         return self.engine.step(plan)
@@ -94,22 +95,36 @@ class _SplitWorker:
 
 
 class AfterWorker(_SplitWorker):
+    """Samples. After each token it tells the before worker which tokens to feed next, or to stop."""
+
     rank = 0
 
     def __init__(self, spec: WorkerSpec):
         super().__init__(spec, spec.after, spec.after_device)
-        self.sampler = Sampler(torch.tensor(spec.shared_vocab).to(self.runner.device), spec.max_batch_size)
+        self.sampler = Sampler(torch.tensor(spec.shared_vocab).to(self.runner.device), spec.eos_ids,
+                               spec.max_batch_size)
 
     def step(self, plan: StepPlan) -> StepResult:
+        result = self.sampler.run(plan, self.runner.run(plan), self._receive_logits(plan.num_rows), self._decode)
+        _send_control(torch.zeros(plan.num_rows, dtype=torch.long), torch.zeros(plan.num_rows, dtype=torch.bool),
+                      go=False, device=self.runner.device)
+        return result
+
+    def _decode(self, tokens: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _send_control(tokens, active, go=True, device=self.runner.device)
+        return self.runner.decode(tokens, active), self._receive_logits(tokens.shape[0])
+
+    def _receive_logits(self, rows: int) -> torch.Tensor:
         import torch.distributed as dist
 
-        after = self.runner.run(plan)
-        before = torch.empty(plan.num_rows, self.vocab, dtype=torch.float32, device=after.device)
+        before = torch.empty(rows, self.vocab, dtype=torch.float32, device=self.runner.device)
         dist.recv(before, src=1)
-        return self.sampler.sample(plan, after, before)
+        return before
 
 
 class BeforeWorker(_SplitWorker):
+    """Runs the plan's first step, then one decode step per 'go' from the after worker, sending logits back."""
+
     rank = 1
 
     def __init__(self, spec: WorkerSpec):
@@ -118,8 +133,27 @@ class BeforeWorker(_SplitWorker):
     def step(self, plan: StepPlan) -> None:
         import torch.distributed as dist
 
-        logits = self.runner.run(plan)[:, : self.vocab].float().contiguous()
-        dist.send(logits, dst=0)
+        self._send_logits(self.runner.run(plan))
+        control = torch.empty(2 * plan.num_rows + 1, dtype=torch.long, device=self.runner.device)
+        while True:
+            dist.recv(control, src=0)
+            tokens, active, go = control[: plan.num_rows], control[plan.num_rows: -1], control[-1]
+            if not int(go):
+                return
+            self._send_logits(self.runner.decode(tokens, active.bool()))
+
+    def _send_logits(self, logits: torch.Tensor) -> None:
+        import torch.distributed as dist
+
+        dist.send(logits[:, : self.vocab].float().contiguous(), dst=0)
+
+
+def _send_control(tokens: torch.Tensor, active: torch.Tensor, go: bool, device) -> None:
+    """[tokens..., active..., go] from the after worker to the before worker: one small int tensor per token."""
+    import torch.distributed as dist
+
+    go_flag = torch.tensor([int(go)], dtype=torch.long, device=device)
+    dist.send(torch.cat([tokens.to(device), active.to(device).long(), go_flag]), dst=1)
 
 
 def _node_id() -> str:

@@ -36,7 +36,7 @@ class ChatMessage(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("prompt", "system_prompt", "messages", "prompt_token_ids", "raw_prompt", "alpha", "n", "max_new_tokens", "temperature", "top_p", "top_k", "seed", "stop", "logprobs", "first_sample_index")
+    __slots__ = ("prompt", "system_prompt", "messages", "prompt_token_ids", "raw_prompt", "alpha", "n", "max_new_tokens", "temperature", "top_p", "top_k", "seed", "stop", "logprobs", "first_sample_index", "min_new_tokens")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class GenerateRequest(_message.Message):
     STOP_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     FIRST_SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MIN_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     system_prompt: str
     messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
@@ -67,7 +68,8 @@ class GenerateRequest(_message.Message):
     stop: _containers.RepeatedScalarFieldContainer[str]
     logprobs: int
     first_sample_index: int
-    def __init__(self, prompt: _Optional[str] = ..., system_prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., raw_prompt: _Optional[bool] = ..., alpha: _Optional[float] = ..., n: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., logprobs: _Optional[int] = ..., first_sample_index: _Optional[int] = ...) -> None: ...
+    min_new_tokens: int
+    def __init__(self, prompt: _Optional[str] = ..., system_prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., raw_prompt: _Optional[bool] = ..., alpha: _Optional[float] = ..., n: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., logprobs: _Optional[int] = ..., first_sample_index: _Optional[int] = ..., min_new_tokens: _Optional[int] = ...) -> None: ...
 
 class TopLogprob(_message.Message):
     __slots__ = ("token_id", "token", "logprob")
@@ -234,3 +236,157 @@ class GetModelInfoResponse(_message.Message):
     kv_cache_bytes: int
     shared_vocab_size: int
     def __init__(self, after: _Optional[_Union[ModelInfo, _Mapping]] = ..., before: _Optional[_Union[ModelInfo, _Mapping]] = ..., placement: _Optional[str] = ..., live_sequences: _Optional[int] = ..., queued_sequences: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_seq_len: _Optional[int] = ..., kv_tokens_used: _Optional[int] = ..., kv_cache_bytes: _Optional[int] = ..., shared_vocab_size: _Optional[int] = ...) -> None: ...
+
+class SweepPrompt(_message.Message):
+    __slots__ = ("id", "prompt", "messages")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    prompt: str
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ...) -> None: ...
+
+class Detector(_message.Message):
+    __slots__ = ("name", "substring", "regex", "ignore_case")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBSTRING_FIELD_NUMBER: _ClassVar[int]
+    REGEX_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_CASE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    substring: str
+    regex: str
+    ignore_case: bool
+    def __init__(self, name: _Optional[str] = ..., substring: _Optional[str] = ..., regex: _Optional[str] = ..., ignore_case: _Optional[bool] = ...) -> None: ...
+
+class SampleKey(_message.Message):
+    __slots__ = ("prompt_id", "alpha", "index")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: str
+    alpha: float
+    index: int
+    def __init__(self, prompt_id: _Optional[str] = ..., alpha: _Optional[float] = ..., index: _Optional[int] = ...) -> None: ...
+
+class SweepRequest(_message.Message):
+    __slots__ = ("prompts", "system_prompt", "raw_prompt", "alphas", "n", "max_new_tokens", "min_new_tokens", "temperature", "top_p", "top_k", "seed", "stop", "detectors", "completed")
+    PROMPTS_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    RAW_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    ALPHAS_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MIN_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    DETECTORS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    prompts: _containers.RepeatedCompositeFieldContainer[SweepPrompt]
+    system_prompt: str
+    raw_prompt: bool
+    alphas: _containers.RepeatedScalarFieldContainer[float]
+    n: int
+    max_new_tokens: int
+    min_new_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int
+    stop: _containers.RepeatedScalarFieldContainer[str]
+    detectors: _containers.RepeatedCompositeFieldContainer[Detector]
+    completed: _containers.RepeatedCompositeFieldContainer[SampleKey]
+    def __init__(self, prompts: _Optional[_Iterable[_Union[SweepPrompt, _Mapping]]] = ..., system_prompt: _Optional[str] = ..., raw_prompt: _Optional[bool] = ..., alphas: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., min_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., detectors: _Optional[_Iterable[_Union[Detector, _Mapping]]] = ..., completed: _Optional[_Iterable[_Union[SampleKey, _Mapping]]] = ...) -> None: ...
+
+class SweepSample(_message.Message):
+    __slots__ = ("prompt_id", "alpha", "index", "seed", "text", "token_ids", "finish_reason", "detectors", "logprob_after", "logprob_before", "logprob_sampled")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    DETECTORS_FIELD_NUMBER: _ClassVar[int]
+    LOGPROB_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LOGPROB_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    LOGPROB_SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: str
+    alpha: float
+    index: int
+    seed: int
+    text: str
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    finish_reason: FinishReason
+    detectors: _containers.RepeatedScalarFieldContainer[str]
+    logprob_after: float
+    logprob_before: float
+    logprob_sampled: float
+    def __init__(self, prompt_id: _Optional[str] = ..., alpha: _Optional[float] = ..., index: _Optional[int] = ..., seed: _Optional[int] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., detectors: _Optional[_Iterable[str]] = ..., logprob_after: _Optional[float] = ..., logprob_before: _Optional[float] = ..., logprob_sampled: _Optional[float] = ...) -> None: ...
+
+class SweepProgress(_message.Message):
+    __slots__ = ("done", "total", "skipped", "tokens", "elapsed_s", "samples_per_s", "eta_s")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    ETA_S_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    total: int
+    skipped: int
+    tokens: int
+    elapsed_s: float
+    samples_per_s: float
+    eta_s: float
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., skipped: _Optional[int] = ..., tokens: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., samples_per_s: _Optional[float] = ..., eta_s: _Optional[float] = ...) -> None: ...
+
+class SweepSummaryRow(_message.Message):
+    __slots__ = ("alpha", "detector", "hits", "n", "rate", "wilson_low", "wilson_high", "after_rate", "after_rate_low", "after_rate_high", "ess", "exact", "warning")
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    WILSON_LOW_FIELD_NUMBER: _ClassVar[int]
+    WILSON_HIGH_FIELD_NUMBER: _ClassVar[int]
+    AFTER_RATE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_RATE_LOW_FIELD_NUMBER: _ClassVar[int]
+    AFTER_RATE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    ESS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    alpha: float
+    detector: str
+    hits: int
+    n: int
+    rate: float
+    wilson_low: float
+    wilson_high: float
+    after_rate: float
+    after_rate_low: float
+    after_rate_high: float
+    ess: float
+    exact: bool
+    warning: str
+    def __init__(self, alpha: _Optional[float] = ..., detector: _Optional[str] = ..., hits: _Optional[int] = ..., n: _Optional[int] = ..., rate: _Optional[float] = ..., wilson_low: _Optional[float] = ..., wilson_high: _Optional[float] = ..., after_rate: _Optional[float] = ..., after_rate_low: _Optional[float] = ..., after_rate_high: _Optional[float] = ..., ess: _Optional[float] = ..., exact: _Optional[bool] = ..., warning: _Optional[str] = ...) -> None: ...
+
+class SweepSummary(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[SweepSummaryRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[SweepSummaryRow, _Mapping]]] = ...) -> None: ...
+
+class SweepResponse(_message.Message):
+    __slots__ = ("sample", "progress", "summary")
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    sample: SweepSample
+    progress: SweepProgress
+    summary: SweepSummary
+    def __init__(self, sample: _Optional[_Union[SweepSample, _Mapping]] = ..., progress: _Optional[_Union[SweepProgress, _Mapping]] = ..., summary: _Optional[_Union[SweepSummary, _Mapping]] = ...) -> None: ...

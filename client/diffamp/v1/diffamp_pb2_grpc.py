@@ -55,6 +55,11 @@ class AmplificationServiceStub:
                 request_serializer=diffamp_dot_v1_dot_diffamp__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=diffamp_dot_v1_dot_diffamp__pb2.GetModelInfoResponse.FromString,
                 _registered_method=True)
+        self.Sweep = channel.unary_stream(
+                '/diffamp.v1.AmplificationService/Sweep',
+                request_serializer=diffamp_dot_v1_dot_diffamp__pb2.SweepRequest.SerializeToString,
+                response_deserializer=diffamp_dot_v1_dot_diffamp__pb2.SweepResponse.FromString,
+                _registered_method=True)
 
 
 class AmplificationServiceServicer:
@@ -89,6 +94,15 @@ class AmplificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Sweep(self, request, context):
+        """Runs a sweep: n samples for every prompt and alpha, with detectors counted. Streams each finished
+        sample, progress about twice a second, and at the end a summary of the samples this call generated.
+        Samples listed in `completed` are skipped, so a client resumes an interrupted sweep by resending it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AmplificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +125,11 @@ def add_AmplificationServiceServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=diffamp_dot_v1_dot_diffamp__pb2.GetModelInfoRequest.FromString,
                     response_serializer=diffamp_dot_v1_dot_diffamp__pb2.GetModelInfoResponse.SerializeToString,
+            ),
+            'Sweep': grpc.unary_stream_rpc_method_handler(
+                    servicer.Sweep,
+                    request_deserializer=diffamp_dot_v1_dot_diffamp__pb2.SweepRequest.FromString,
+                    response_serializer=diffamp_dot_v1_dot_diffamp__pb2.SweepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +241,33 @@ class AmplificationService:
             '/diffamp.v1.AmplificationService/GetModelInfo',
             diffamp_dot_v1_dot_diffamp__pb2.GetModelInfoRequest.SerializeToString,
             diffamp_dot_v1_dot_diffamp__pb2.GetModelInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Sweep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/diffamp.v1.AmplificationService/Sweep',
+            diffamp_dot_v1_dot_diffamp__pb2.SweepRequest.SerializeToString,
+            diffamp_dot_v1_dot_diffamp__pb2.SweepResponse.FromString,
             options,
             channel_credentials,
             insecure,
