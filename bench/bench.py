@@ -4,7 +4,9 @@
     python bench/bench.py --pair random30m     # a random ~30M-parameter Llama pair
 
 Prints aggregate tokens/s, per-stream ms/token and the ratio to the reference for each concurrency, the
-peak memory of the server's processes, and one final JSON line with every figure.
+peak memory of the server's processes, and one final JSON line with every figure. The reference runs in
+this process, interleaved with diffamp's rounds (as long as each round took), so drift in this machine's
+speed touches both alike.
 """
 
 from __future__ import annotations
@@ -72,55 +74,86 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_reference(after_dir, before_dir, streams: int, max_new: int, alpha: float) -> dict:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class Reference:
+    """The seed's approach (reference.py) on one pair, loaded once, run a sample at a time."""
 
-    tok = AutoTokenizer.from_pretrained(after_dir)
-    after = AutoModelForCausalLM.from_pretrained(after_dir, dtype=torch.float32).eval()
-    before = AutoModelForCausalLM.from_pretrained(before_dir, dtype=torch.float32).eval()
-    shared = len(tok)
-    eos = {tok.convert_tokens_to_ids("<|end|>"), tok.eos_token_id}
-    g = torch.Generator().manual_seed(0)
-    prompts = [tok.apply_chat_template([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-                                       add_generation_prompt=True, tokenize=True) for i in range(streams)]
-    prompts = [list(p["input_ids"] if hasattr(p, "keys") else p) for p in prompts]
-    generate_one(after, before, prompts[0], shared, alpha, 4, 1.0, eos, g)  # warm-up
-    tokens, per_token = 0, []
-    start = time.perf_counter()
-    for p in prompts:
-        t0 = time.perf_counter()
-        out = generate_one(after, before, p, shared, alpha, max_new, 1.0, eos, g)
-        per_token.append((time.perf_counter() - t0) / len(out) * 1000)
-        tokens += len(out)
-    wall = time.perf_counter() - start
-    return {"streams": streams, "tokens": tokens, "seconds": wall, "tokens_per_s": tokens / wall,
-            "ms_per_token": sum(per_token) / len(per_token)}
+    def __init__(self, after_dir: str, before_dir: str, max_new: int, alpha: float):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(after_dir)
+        self.after = AutoModelForCausalLM.from_pretrained(after_dir, dtype=torch.float32).eval()
+        self.before = AutoModelForCausalLM.from_pretrained(before_dir, dtype=torch.float32).eval()
+        self.shared = len(tok)
+        self.eos = {tok.convert_tokens_to_ids("<|end|>"), tok.eos_token_id}
+        self.generator = torch.Generator().manual_seed(0)
+        prompts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                           tokenize=True) for p in PROMPTS]
+        self.prompts = [list(p["input_ids"] if hasattr(p, "keys") else p) for p in prompts]
+        self.max_new, self.alpha, self.count = max_new, alpha, 0
+        self.sample(4)  # warm-up
+
+    def sample(self, max_new: int | None = None) -> tuple[int, float]:
+        """One sample: (tokens, seconds)."""
+        prompt = self.prompts[self.count % len(self.prompts)]
+        self.count += 1
+        start = time.perf_counter()
+        out = generate_one(self.after, self.before, prompt, self.shared, self.alpha, max_new or self.max_new, 1.0,
+                           self.eos, self.generator)
+        return len(out), time.perf_counter() - start
+
+    def block(self, seconds: float) -> list[tuple[int, float]]:
+        """Samples until about `seconds` have passed (at least one)."""
+        samples = [self.sample()]
+        while sum(t for _, t in samples) < seconds:
+            samples.append(self.sample())
+        return samples
 
 
-def run_concurrency(address: str, concurrency: int, max_new: int, alpha: float, seed: int) -> dict:
+def summarize_reference(samples: list[tuple[int, float]]) -> dict:
+    tokens, seconds = sum(n for n, _ in samples), sum(t for _, t in samples)
+    return {"samples": len(samples), "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
+            "ms_per_token": sum(t / n * 1000 for n, t in samples) / len(samples)}
+
+
+def run_concurrency(stub, reference: Reference | None, concurrency: int, max_new: int, alpha: float, seed: int,
+                    min_tokens: int = 2000) -> dict:
     """Half the streams as separate n=1 requests, the other half as one request with n = concurrency / 2.
-    Repeated in rounds (more for few streams) so that every figure rests on at least ~1,000 tokens."""
-    rounds = [_one_round(address, concurrency, max_new, alpha, seed + 7919 * r) for r in range(max(1, 64 // concurrency))]
+    Repeated in rounds until the figure rests on at least min_tokens tokens (and two rounds). After each
+    round the reference runs for as long as the round took, so both see the same machine: on this shared
+    2-core machine speed drifts by tens of percent within minutes."""
+    rounds, ref_samples = [], []
+    while len(rounds) < 2 or sum(r["tokens"] for r in rounds) < min_tokens:
+        rounds.append(_one_round(stub, concurrency, max_new, alpha, seed + 7919 * len(rounds)))
+        if reference:
+            ref_samples += reference.block(rounds[-1]["seconds"])
     tokens = sum(r["tokens"] for r in rounds)
     seconds = sum(r["seconds"] for r in rounds)
-    gaps = [g for r in rounds for g in r["gaps"]]
-    return {"concurrency": concurrency, "requests": rounds[0]["requests"], "rounds": len(rounds), "tokens": tokens,
-            "seconds": seconds, "tokens_per_s": tokens / seconds, "ms_per_token": sum(gaps) / len(gaps)}
+    per_token = [ms for r in rounds for ms in r["ms_per_token"]]
+    row = {"concurrency": concurrency, "requests": rounds[0]["requests"], "rounds": len(rounds), "tokens": tokens,
+           "seconds": seconds, "tokens_per_s": tokens / seconds, "ms_per_token": sum(per_token) / len(per_token)}
+    if reference:
+        ref = summarize_reference(ref_samples)
+        row |= {"reference": ref, "throughput_ratio": row["tokens_per_s"] / ref["tokens_per_s"],
+                "latency_ratio": row["ms_per_token"] / ref["ms_per_token"]}
+    return row
 
 
-def _one_round(address: str, concurrency: int, max_new: int, alpha: float, seed: int) -> dict:
-    stub = diffamp_pb2_grpc.AmplificationServiceStub(grpc.insecure_channel(address))
+def _one_round(stub, concurrency: int, max_new: int, alpha: float, seed: int) -> dict:
+    """Per sample, ms/token = time from sending its request to its last token / its tokens, prefill included,
+    as the reference measures it."""
     groups = [1] * (concurrency - concurrency // 2) + ([concurrency // 2] if concurrency > 1 else [])
     results, lock = [], threading.Lock()
 
     def one(i, n):
         req = pb.GenerateRequest(prompt=PROMPTS[i % len(PROMPTS)], n=n, alpha=alpha, temperature=1.0, top_p=1.0,
                                  max_new_tokens=max_new, seed=seed + i)
-        stamps: dict[int, list[float]] = {}
+        sent = time.perf_counter()
+        tokens: dict[int, int] = {}
         for chunk in stub.Generate(req):
-            stamps.setdefault(chunk.index, []).append(time.perf_counter())
-        with lock:
-            results.extend(stamps.values())
+            tokens[chunk.index] = tokens.get(chunk.index, 0) + len(chunk.token_ids)
+            if chunk.finish_reason:
+                with lock:
+                    results.append((tokens[chunk.index], time.perf_counter() - sent))
 
     threads = [threading.Thread(target=one, args=(i, n)) for i, n in enumerate(groups)]
     start = time.perf_counter()
@@ -129,19 +162,18 @@ def _one_round(address: str, concurrency: int, max_new: int, alpha: float, seed:
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    gaps = [(s[-1] - s[0]) / (len(s) - 1) * 1000 for s in results if len(s) > 1]
-    return {"requests": len(groups), "tokens": sum(len(s) for s in results), "seconds": wall, "gaps": gaps}
+    return {"requests": len(groups), "tokens": sum(n for n, _ in results), "seconds": wall,
+            "ms_per_token": [seconds / n * 1000 for n, seconds in results]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pair", choices=["demo", "random30m"], default="demo")
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--reference-streams", type=int, default=32)
     parser.add_argument("--concurrency", default="1,8,32,128")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--max-batch-size", type=int, default=128)
-    parser.add_argument("--decode-steps", type=int, default=None, help="server's decode steps per worker call")
+    parser.add_argument("--server-args", default="", help='extra `diffamp serve` flags, e.g. "--decode-steps 1"')
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     root = Path(tempfile.gettempdir()) / "diffamp-bench"
@@ -149,36 +181,31 @@ def main() -> int:
     print(f"pair {args.pair}: {parameters(after):,} parameters per model; {os.cpu_count()} cores; "
           f"torch {torch.__version__}; {platform.processor() or platform.machine()}", flush=True)
 
-    ref = run_reference(after, before, args.reference_streams, args.max_new_tokens, args.alpha)
-    print(f"reference (one process, eager, one stream at a time): {ref['tokens_per_s']:.1f} tokens/s, "
-          f"{ref['ms_per_token']:.2f} ms/token over {ref['streams']} streams", flush=True)
-
-    flags = ["--decode-steps", str(args.decode_steps)] if args.decode_steps else []
-    server, address = start_server(after, before, args.max_batch_size, *flags)
+    reference = Reference(after, before, args.max_new_tokens, args.alpha)
+    server, address = start_server(after, before, args.max_batch_size, *args.server_args.split())
     try:
-        run_concurrency(address, 4, 8, args.alpha, 999)  # warm-up
+        stub = diffamp_pb2_grpc.AmplificationServiceStub(grpc.insecure_channel(address))
+        run_concurrency(stub, None, 4, 8, args.alpha, 999, min_tokens=0)  # warm-up, which also opens the channel
         rows = []
         for c in (int(x) for x in args.concurrency.split(",")):
-            r = run_concurrency(address, c, args.max_new_tokens, args.alpha, 1000 * c)
-            r["throughput_ratio"] = r["tokens_per_s"] / ref["tokens_per_s"]
-            r["latency_ratio"] = r["ms_per_token"] / ref["ms_per_token"]
+            r = run_concurrency(stub, reference, c, args.max_new_tokens, args.alpha, 1000 * c)
             rows.append(r)
-            print(f"diffamp gRPC, {c:>3} streams ({r['requests']} requests x {r['rounds']} rounds): {r['tokens_per_s']:8.1f} tokens/s "
-                  f"({r['throughput_ratio']:.2f}x reference), {r['ms_per_token']:.2f} ms/token per stream "
-                  f"({r['latency_ratio']:.2f}x reference)", flush=True)
-        info = diffamp_pb2_grpc.AmplificationServiceStub(grpc.insecure_channel(address)).GetModelInfo(
-            pb.GetModelInfoRequest())
+            print(f"{c:>3} streams ({r['requests']} requests x {r['rounds']} rounds): diffamp {r['tokens_per_s']:8.1f} "
+                  f"tokens/s, {r['ms_per_token']:6.2f} ms/token per stream | reference alongside "
+                  f"{r['reference']['tokens_per_s']:6.1f} tokens/s, {r['reference']['ms_per_token']:6.2f} ms/token | "
+                  f"throughput {r['throughput_ratio']:.2f}x, latency {r['latency_ratio']:.2f}x", flush=True)
+        info = stub.GetModelInfo(pb.GetModelInfoRequest())
         memory = {"gateway_peak_rss_mb": peak_rss_mb(server.pid), "worker_peak_rss_mb": peak_rss_mb(worker_pid()),
-                  "reference_process_peak_rss_mb": peak_rss_mb(os.getpid()),
-                  "kv_cache_mb": info.kv_cache_bytes / 2**20}
+                  "kv_cache_mb": info.kv_cache_bytes / 2**20,
+                  "reference_process_peak_rss_mb": peak_rss_mb(os.getpid())}
     finally:
         server.terminate()
         server.wait(60)
     print(f"peak memory: gateway {memory['gateway_peak_rss_mb']:.0f} MB, worker {memory['worker_peak_rss_mb']:.0f} MB "
           f"(KV caches {memory['kv_cache_mb']:.0f} MB); reference process {memory['reference_process_peak_rss_mb']:.0f} MB")
     print(json.dumps({"pair": args.pair, "max_new_tokens": args.max_new_tokens, "alpha": args.alpha,
-                      "decode_steps": args.decode_steps or "default",
-                      "reference": ref, "diffamp": rows, "memory": memory}))
+                      "server_args": args.server_args,
+                      "diffamp": rows, "memory": memory}))
     return 0
 
 

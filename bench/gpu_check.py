@@ -67,7 +67,8 @@ def diffamp(after_dir, before_dir, streams: int, tokens: int) -> dict:
     amp.generate(prompt_token_ids=prompt_ids, n=streams, max_new_tokens=4, temperature=1.0, seed=0)
     torch.cuda.synchronize()
     start = time.perf_counter()
-    out = amp.generate(prompt_token_ids=prompt_ids, n=streams, max_new_tokens=tokens, temperature=1.0, seed=1)
+    out = amp.generate(prompt_token_ids=prompt_ids, n=streams, max_new_tokens=tokens, min_new_tokens=tokens,
+                       temperature=1.0, seed=1)
     torch.cuda.synchronize()
     wall = time.perf_counter() - start
     generated = sum(len(c.token_ids) for c in out)

@@ -3,8 +3,9 @@
     python bench/profile_one_stream.py --pair demo|random30m
 
 Pieces: the after and before forwards at batch 1 (slot KV cache), combine + sample, the scheduler's plan
-and apply (detokenization included), a Ray actor round trip with a StepPlan/StepResult of this size, and
-the end-to-end per-token time through gRPC.
+and apply (detokenization included), and a Ray actor round trip with a StepPlan/StepResult of this size.
+The last two are paid once per worker call, which decodes --decode-steps tokens, so they are divided by it.
+Compare the sum with the end-to-end figure of bench.py.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def timed(fn, repeat=200) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pair", choices=["demo", "random30m"], default="demo")
+    parser.add_argument("--decode-steps", type=int, default=8, help="tokens per worker call, as the server's flag")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     after, before = demo_pair() if args.pair == "demo" else random_pair(Path(tempfile.gettempdir()) / "diffamp-bench")
@@ -61,13 +63,13 @@ def main() -> int:
     pieces["before forward (bs=1)"] = timed(lambda: (engine.before.run(decode), engine.before.lengths.sub_(1)))
     logits = engine.after.run(decode)
     engine.after.lengths.sub_(1)
-    pieces["combine + sample"] = timed(lambda: engine.sampler.sample(decode, logits, logits))
-    result = StepResult([c.token_ids[0]], [None])
+    pieces["combine + sample"] = timed(lambda: engine.sampler.run(decode, logits, logits, next_logits=None))
+    result = StepResult([[c.token_ids[0]] * args.decode_steps], [[]])
 
     def plan_and_apply():
         p = scheduler.next_plan()
         scheduler.apply(p, result)
-        state.samples[0].token_ids.pop()
+        del state.samples[0].token_ids[-args.decode_steps:]
 
     pieces["scheduler plan + apply + detokenize"] = timed(plan_and_apply)
     scheduler.cancel(state)
@@ -79,16 +81,23 @@ def main() -> int:
     @ray.remote(num_cpus=1)
     class Echo:
         def step(self, plan):
-            return StepResult([1] * plan.num_rows, [None] * plan.num_rows)
+            return StepResult([[1] * plan.max_steps] * plan.num_rows, [[]] * plan.num_rows)
 
     echo = Echo.remote()
-    pieces["Ray actor round trip (StepPlan -> StepResult)"] = timed(lambda: ray.get(echo.step.remote(decode)), 300)
+    steps = args.decode_steps
+    multi = StepPlan(num_decode_rows=1, decode_token_ids=[c.token_ids[0]], max_steps=steps)
+    round_trip = timed(lambda: ray.get(echo.step.remote(multi)), 300)
     ray.shutdown()
+    per_call = {"scheduler plan + apply + detokenize", f"Ray actor round trip (one call per {steps} tokens)"}
+    pieces[f"Ray actor round trip (one call per {steps} tokens)"] = round_trip / steps
+    pieces["scheduler plan + apply + detokenize"] /= steps
     total = sum(pieces.values())
-    print(f"pair {args.pair}: per-token pieces of the 1-stream path (median ms)")
+    print(f"pair {args.pair}: per-token pieces of the 1-stream path (median ms; "
+          f"{', '.join(sorted(per_call))} divided by --decode-steps {steps})")
     for name, ms in pieces.items():
-        print(f"  {name:<48} {ms:7.3f}  ({ms / total:5.1%})")
-    print(f"  {'sum':<48} {total:7.3f}")
+        print(f"  {name:<56} {ms:7.3f}  ({ms / total:5.1%})")
+    print(f"  {'sum':<56} {total:7.3f}")
+    print(f"  (one Ray round trip: {round_trip:.3f} ms)")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Loading pairs from local directories the way hub pairs load, and refusing incompatible tokenizers."""
 
 import pytest
+import torch
 
 from diffamp_server.loading import ModelSource, load_tokenizer
 from diffamp_server.tokenizer_pair import IncompatibleTokenizers, TokenizerPair
@@ -44,3 +45,26 @@ def test_trust_remote_code_is_logged_when_on(llama_pair, caplog):
     caplog.clear()
     load_tokenizer(ModelSource(str(llama_pair[0])))
     assert "trust_remote_code" not in caplog.text
+
+
+@pytest.mark.parametrize("pair", ["llama_pair", "gpt2_pair"])
+def test_slot_bytes_is_what_the_cache_allocates(pair, request):
+    from transformers import AutoConfig
+
+    from diffamp_server.kv_cache import slot_bytes
+    from diffamp_server.loading import ModelSource
+    from diffamp_server.model_runner import ModelRunner
+
+    after, _ = request.getfixturevalue(pair)
+    runner = ModelRunner.load(ModelSource(str(after)), "float32", "cpu", max_batch_size=3, max_seq_len=64)
+    assert runner.cache.nbytes() == 3 * slot_bytes(AutoConfig.from_pretrained(after), 64, torch.float32)
+
+
+def test_the_kv_budget_caps_the_slots_and_must_hold_one():
+    from diffamp_server.kv_cache import slots_within_budget
+
+    assert slots_within_budget(0, 1000, 64) == 64
+    assert slots_within_budget(10_500, 1000, 64) == 10
+    assert slots_within_budget(10**9, 1000, 64) == 64
+    with pytest.raises(ValueError, match="holds no slot"):
+        slots_within_budget(999, 1000, 64)

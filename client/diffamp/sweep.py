@@ -123,7 +123,7 @@ class Progress:
         self.resumed, self.out = resumed, out
 
     def show(self, p: pb.SweepProgress) -> None:
-        eta = f"{p.eta_s:,.0f}s" if p.done < p.total else "0s"
+        eta = "0s" if p.done >= p.total else f"{p.eta_s:,.0f}s" if p.samples_per_s > 0 else "?"
         self.out.write(f"\rsweep {p.done:,}/{p.total:,} samples · {p.samples_per_s:,.1f} samples/s · "
                        f"{p.tokens / max(p.elapsed_s, 1e-9):,.0f} tokens/s · ETA {eta}"
                        + (f" · {self.resumed:,} resumed" if self.resumed else "") + "   ")
@@ -245,8 +245,8 @@ def summarize(records: list[dict], detectors: list[str], covers_target: bool, mi
 def _estimate_warning(ess: float, n: int, covers_target: bool, min_ess: float) -> str:
     notes = []
     if not covers_target:
-        notes.append("sampling filters (temperature != 1, top_p < 1, top_k or stop strings) cut tokens the after "
-                     "model allows: the weights are not exact and this estimate is biased")
+        notes.append("sampling filters (temperature != 1, top_p < 1, top_k, stop strings or min_new_tokens) cut "
+                     "tokens the after model allows: the weights are not exact and this estimate is biased")
     if ess < min_ess:
         notes.append(f"effective sample size {ess:.0f} of {n} is small: the estimate is unreliable; "
                      "lower alpha or sample more")

@@ -40,13 +40,16 @@ class ServerConfig:
     worker_cpus: float = field(default=1.0, metadata={"env": "DIFFAMP_WORKER_CPUS",
                                "help": "Ray CPUs each model actor reserves"})
     torch_threads: int = field(default=0, metadata={"env": "DIFFAMP_TORCH_THREADS",
-                               "help": "torch threads in each worker (0: all cores but one)"})
+                               "help": "torch threads in each worker (0: every core it may use, within a container's CPU limit)"})
     tokenizer_class: str = field(default="", metadata={"env": "DIFFAMP_TOKENIZER_CLASS",
                                  "help": "force a transformers tokenizer class, e.g. LlamaTokenizer"})
     trust_remote_code: bool = field(default=False, metadata={"env": "DIFFAMP_TRUST_REMOTE_CODE",
                                     "help": "run model repositories' own Python code (off by default)"})
     max_batch_size: int = field(default=64, metadata={"env": "DIFFAMP_MAX_BATCH_SIZE",
                                 "help": "KV slots: sequences decoded together per step"})
+    kv_cache_budget_mb: float = field(default=0.0, metadata={"env": "DIFFAMP_KV_CACHE_BUDGET_MB",
+                                      "help": "most MiB the KV caches of both models may hold; caps the KV slots "
+                                              "(0: no budget beyond --max-batch-size)"})
     decode_steps: int = field(default=8, metadata={"env": "DIFFAMP_DECODE_STEPS",
                               "help": "most decode steps per worker call; more amortise the Ray round trip, and "
                                       "streams then receive tokens in chunks of up to this many"})
@@ -85,6 +88,8 @@ class ServerConfig:
             raise ValueError("TLS needs both a certificate and a key file")
         for name in ("after_resources", "before_resources"):
             self.actor_resources(name)
+        if self.kv_cache_budget_mb < 0:
+            raise ValueError(f"kv_cache_budget_mb must be >= 0; got {self.kv_cache_budget_mb}")
         if self.alpha_bound <= 0:
             raise ValueError(f"alpha_bound must be > 0; got {self.alpha_bound}")
 

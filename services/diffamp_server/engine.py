@@ -7,6 +7,8 @@ before logits received over torch.distributed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from . import sampling
@@ -34,6 +36,25 @@ class RowParams:
         return self.params[:num_rows]
 
 
+@dataclass(frozen=True)
+class RowColumns:
+    """The live rows' sampling parameters as tensors, built once per worker call."""
+
+    alpha: torch.Tensor
+    temperature: torch.Tensor
+    top_p: torch.Tensor
+    top_k: torch.Tensor
+    min_new_tokens: torch.Tensor | None  # None when no row holds EOS back
+
+    @classmethod
+    def of(cls, params: list[SamplingParams], device) -> "RowColumns":
+        def column(name, dtype=torch.float32):
+            return torch.tensor([getattr(p, name) for p in params], dtype=dtype, device=device)
+
+        min_new = column("min_new_tokens", torch.long) if any(p.min_new_tokens for p in params) else None
+        return cls(column("alpha"), column("temperature"), column("top_p"), column("top_k", torch.long), min_new)
+
+
 class Sampler:
     """Turns one step's after and before logits into tokens, for the rows described by RowParams."""
 
@@ -47,13 +68,13 @@ class Sampler:
         next_logits(tokens, active) -> (after, before) runs one more decode step on both models."""
         self.rows.apply(plan)
         params = self.rows.live(plan.num_rows)
-        device = after.device
-        budget = torch.tensor(plan.budgets or [1 << 30] * plan.num_rows, dtype=torch.long, device=device)
-        active = torch.ones(plan.num_rows, dtype=torch.bool, device=device)
+        columns = RowColumns.of(params, after.device)
+        budget = torch.tensor(plan.budgets or [1 << 30] * plan.num_rows, dtype=torch.long, device=after.device)
+        active = torch.ones(plan.num_rows, dtype=torch.bool, device=after.device)
         token_ids: list[list[int]] = [[] for _ in params]
         logprobs: list[list[TokenLogprobs]] = [[] for _ in params]
         for step in range(plan.max_steps):
-            tokens, step_logprobs = self._sample(params, after, before)
+            tokens, step_logprobs = self._sample(params, columns, after, before)
             taking = active.tolist()
             for row, token in enumerate(tokens.tolist()):
                 if taking[row]:
@@ -68,23 +89,20 @@ class Sampler:
             after, before = next_logits(tokens, active)
         return StepResult(token_ids, logprobs)
 
-    def _sample(self, params: list[SamplingParams], after: torch.Tensor, before: torch.Tensor):
+    def _sample(self, params: list[SamplingParams], columns: "RowColumns", after: torch.Tensor, before: torch.Tensor):
         device = after.device
-
-        def column(name, dtype=torch.float32):
-            return torch.tensor([getattr(p, name) for p in params], dtype=dtype, device=device)
-
-        alpha, temperature, top_p = column("alpha"), column("temperature"), column("top_p")
-        top_k = column("top_k", torch.long)
+        generated = self.rows.generated
         after = sampling.restrict_vocab(after.float(), self.shared_vocab)
         before = sampling.restrict_vocab(before.float(), self.shared_vocab)
-        amplified = sampling.amplify(after, before, alpha)
-        too_early = torch.tensor([self.rows.generated[i] < p.min_new_tokens for i, p in enumerate(params)],
-                                 device=device)
-        allowed = sampling.ban_tokens(amplified, self.eos_ids, too_early) if bool(too_early.any()) else amplified
-        filtered = sampling.sampling_logits(allowed, temperature, top_k, top_p)
+        amplified = sampling.amplify(after, before, columns.alpha)
+        allowed = amplified
+        if columns.min_new_tokens is not None:
+            too_early = torch.tensor(generated[: len(params)], device=device) < columns.min_new_tokens
+            allowed = sampling.ban_tokens(amplified, self.eos_ids, too_early)
+        temperature = columns.temperature
+        filtered = sampling.sampling_logits(allowed, temperature, columns.top_k, columns.top_p)
         uniforms = torch.tensor(
-            [sampling.seeded_uniform(p.seed, p.sample_index, self.rows.generated[i]) for i, p in enumerate(params)],
+            [sampling.seeded_uniform(p.seed, p.sample_index, generated[i]) for i, p in enumerate(params)],
             dtype=torch.float64,
             device=device,
         )

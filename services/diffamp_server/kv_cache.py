@@ -63,6 +63,26 @@ class SlotKVCache(Cache):
         return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
 
 
+def slot_bytes(config, max_seq_len: int, dtype: torch.dtype) -> int:
+    """Bytes one KV slot of `max_seq_len` positions takes in one model (keys and values, every layer)."""
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    element = torch.empty(0, dtype=dtype).element_size()
+    return config.num_hidden_layers * 2 * kv_heads * head_dim * max_seq_len * element
+
+
+def slots_within_budget(budget_bytes: int, per_slot_bytes: int, max_batch_size: int) -> int:
+    """How many KV slots fit the budget (0 = no budget), at most max_batch_size; at least one must fit."""
+    if budget_bytes <= 0:
+        return max_batch_size
+    fitting = budget_bytes // per_slot_bytes
+    if fitting < 1:
+        raise ValueError(f"the KV cache budget of {budget_bytes / 2**20:,.1f} MiB holds no slot: one slot of both models "
+                         f"takes {per_slot_bytes / 2**20:,.1f} MiB; raise the budget or lower --max-seq-len")
+    return min(max_batch_size, fitting)
+
+
 def attention_mask(positions: torch.Tensor, kv_len: int, dtype: torch.dtype) -> torch.Tensor:
     """A [B, 1, q, kv_len] additive mask: query at position p sees keys at positions <= p."""
     key_positions = torch.arange(kv_len, device=positions.device)

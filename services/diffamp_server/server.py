@@ -25,7 +25,8 @@ from diffamp.v1 import diffamp_pb2, diffamp_pb2_grpc
 from .interceptors import BearerTokenInterceptor, DecodeGuardInterceptor
 from .config import ServerConfig
 from .gateway import Gateway
-from .loading import ModelSource, context_length
+from .kv_cache import slot_bytes, slots_within_budget
+from .loading import ModelSource, context_length, resolve_dtype
 from .request import Limits
 from .servicer import AmplificationServicer
 from .tokenizer_pair import TokenizerPair
@@ -107,11 +108,14 @@ async def start_server(config: ServerConfig) -> RunningServer:
     init_ray(config)
     placement, device = resolve_placement(config)
     max_seq_len = min(config.max_seq_len, context_length(after_cfg), context_length(before_cfg))
-    spec = WorkerSpec(after_src, before_src, config.dtype, device, device, config.max_batch_size, max_seq_len,
+    dtype = resolve_dtype(config.dtype, device)
+    per_slot = slot_bytes(after_cfg, max_seq_len, dtype) + slot_bytes(before_cfg, max_seq_len, dtype)
+    slots = slots_within_budget(int(config.kv_cache_budget_mb * 2**20), per_slot, config.max_batch_size)
+    spec = WorkerSpec(after_src, before_src, config.dtype, device, device, slots, max_seq_len,
                       tuple(shared.tolist()), eos_ids=tuple(sorted(tokenizers.eos_ids)),
                       torch_threads=config.torch_threads)
-    log.info("starting %s workers on %s (%d KV slots x %d positions)", placement, device,
-             config.max_batch_size, max_seq_len)
+    log.info("starting %s workers on %s (%d KV slots x %d positions, %.1f MiB of KV cache)", placement, device,
+             slots, max_seq_len, slots * per_slot / 2**20)
     resources = (config.actor_resources("after_resources"), config.actor_resources("before_resources"))
     pool = WorkerPool(spec, placement, config.worker_cpus, resources=resources)
     await pool.start()
@@ -125,7 +129,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
         for name in ("", SERVICE_NAME):
             asyncio.get_running_loop().create_task(health_servicer.set(name, status))
 
-    gateway = Gateway(tokenizers, pool, limits, config.max_batch_size, config.max_queued, config.decode_steps,
+    gateway = Gateway(tokenizers, pool, limits, slots, config.max_queued, config.decode_steps,
                       config.max_sweep_samples, on_health_change)
     gateway.start()
     options = [("grpc.max_receive_message_length", config.max_message_bytes),

@@ -93,12 +93,7 @@ def _prompt_field(index: int, name: str) -> str:
 def _check_sweep(inp: SweepInput, max_samples: int) -> None:
     if not inp.prompts:
         raise InvalidArgument("prompts", "empty: give at least one prompt")
-    ids = [p.id for p in inp.prompts]
-    for i, prompt_id in enumerate(ids):
-        if not prompt_id:
-            raise InvalidArgument(f"prompts[{i}].id", "empty")
-        if ids.index(prompt_id) != i:
-            raise InvalidArgument(f"prompts[{i}].id", f"{prompt_id!r} repeats prompts[{ids.index(prompt_id)}].id")
+    _check_names("prompts", "id", [p.id for p in inp.prompts])
     if not inp.alphas:
         raise InvalidArgument("alphas", "empty: give at least one alpha")
     if len(set(inp.alphas)) != len(inp.alphas):
@@ -109,12 +104,16 @@ def _check_sweep(inp: SweepInput, max_samples: int) -> None:
     if total > max_samples:
         raise InvalidArgument("n", f"{len(inp.prompts)} prompts x {len(inp.alphas)} alphas x n {inp.n} = {total:,} "
                                    f"samples exceeds the server's limit of {max_samples:,}; split the sweep")
-    names = [d.name for d in inp.detectors]
+    _check_names("detectors", "name", [d.name for d in inp.detectors])
+
+
+def _check_names(items: str, key: str, names: list[str]) -> None:
+    """Each of items[i].key is non-empty and unique."""
     for i, name in enumerate(names):
         if not name:
-            raise InvalidArgument(f"detectors[{i}].name", "empty")
+            raise InvalidArgument(f"{items}[{i}].{key}", "empty")
         if names.index(name) != i:
-            raise InvalidArgument(f"detectors[{i}].name", f"{name!r} repeats detectors[{names.index(name)}]")
+            raise InvalidArgument(f"{items}[{i}].{key}", f"{name!r} repeats {items}[{names.index(name)}].{key}")
 
 
 class _Tagged:

@@ -42,8 +42,23 @@ class WorkerSpec:
 
 
 def _set_threads(spec: WorkerSpec) -> None:
-    """Default: every core but one, which the gateway and gRPC need (measured: bench/bench.py, BENCHMARKS.md)."""
-    torch.set_num_threads(spec.torch_threads or max(1, (os.cpu_count() or 2) - 1))
+    """Default: every core this process may use. With several decode steps per call the gateway needs little
+    CPU, and all cores measured faster at every concurrency (bench/bench.py, BENCHMARKS.md). Ray sets
+    OMP_NUM_THREADS to the actor's CPUs, so the count is set here explicitly."""
+    torch.set_num_threads(spec.torch_threads or available_cpus())
+
+
+def available_cpus() -> int:
+    """Cores this process may run on, within a cgroup CPU limit (a container's) when there is one."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cpus
 
 
 class PairWorker:
