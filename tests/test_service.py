@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import torch
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -434,3 +435,23 @@ def test_cancelling_200_streams_leaks_nothing(server, stub):
     assert server.running.gateway.scheduler.waiting == type(server.running.gateway.scheduler.waiting)()
     for b, a in zip(before, after):
         assert a <= b * 1.05, f"memory grew from {b:.0f} MB to {a:.0f} MB"
+
+
+def test_the_kv_cache_budget_caps_the_slots_and_admission_follows(ray_cluster, llama_pair):
+    from transformers import AutoConfig
+
+    from diffamp_server.kv_cache import slot_bytes
+
+    after, before = llama_pair
+    one_slot = sum(slot_bytes(AutoConfig.from_pretrained(d), 128, torch.float32) for d in (after, before))
+    config = ServerConfig(after=str(after), before=str(before), port=0, max_batch_size=8, max_seq_len=128,
+                          kv_cache_budget_mb=3.5 * one_slot / 2**20, worker_cpus=0.5)
+    srv = BackgroundServer(config)
+    try:
+        budget_stub = client(srv.address)
+        info = budget_stub.GetModelInfo(pb.GetModelInfoRequest())
+        assert info.max_batch_size == 3 and info.kv_cache_bytes == 3 * one_slot
+        samples = collect(budget_stub.Generate(request(n=7, seed=4, max_new_tokens=5)))
+        assert sorted(samples) == list(range(7))  # admitted three at a time
+    finally:
+        srv.stop()
