@@ -12,31 +12,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pairs import demo_pair, random_pair  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 from diffamp_server import Amplifier  # noqa: E402
 from diffamp_server.plan import SamplingParams, StepPlan, StepResult  # noqa: E402
-
-
-def timed(fn, repeat=200) -> float:
-    """Median milliseconds of fn()."""
-    for _ in range(10):
-        fn()
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return statistics.median(samples)
 
 
 def main() -> int:
@@ -59,11 +46,11 @@ def main() -> int:
     scheduler.apply(plan, engine.step(plan))
     decode = StepPlan(num_decode_rows=1, decode_token_ids=[c.token_ids[0]])
     pieces = {}
-    pieces["after forward (bs=1)"] = timed(lambda: (engine.after.run(decode), engine.after.lengths.sub_(1)))
-    pieces["before forward (bs=1)"] = timed(lambda: (engine.before.run(decode), engine.before.lengths.sub_(1)))
+    pieces["after forward (bs=1)"] = median_ms(lambda: (engine.after.run(decode), engine.after.lengths.sub_(1)))
+    pieces["before forward (bs=1)"] = median_ms(lambda: (engine.before.run(decode), engine.before.lengths.sub_(1)))
     logits = engine.after.run(decode)
     engine.after.lengths.sub_(1)
-    pieces["combine + sample"] = timed(lambda: engine.sampler.run(decode, logits, logits, next_logits=None))
+    pieces["combine + sample"] = median_ms(lambda: engine.sampler.run(decode, logits, logits, next_logits=None))
     result = StepResult([[c.token_ids[0]] * args.decode_steps], [[]])
 
     def plan_and_apply():
@@ -71,7 +58,7 @@ def main() -> int:
         scheduler.apply(p, result)
         del state.samples[0].token_ids[-args.decode_steps:]
 
-    pieces["scheduler plan + apply + detokenize"] = timed(plan_and_apply)
+    pieces["scheduler plan + apply + detokenize"] = median_ms(plan_and_apply)
     scheduler.cancel(state)
 
     import ray
@@ -86,7 +73,7 @@ def main() -> int:
     echo = Echo.remote()
     steps = args.decode_steps
     multi = StepPlan(num_decode_rows=1, decode_token_ids=[c.token_ids[0]], max_steps=steps)
-    round_trip = timed(lambda: ray.get(echo.step.remote(multi)), 300)
+    round_trip = median_ms(lambda: ray.get(echo.step.remote(multi)), 300)
     ray.shutdown()
     per_call = {"scheduler plan + apply + detokenize", f"Ray actor round trip (one call per {steps} tokens)"}
     pieces[f"Ray actor round trip (one call per {steps} tokens)"] = round_trip / steps

@@ -9,31 +9,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pairs import demo_pair, random_pair  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 from diffamp_server.loading import ModelSource  # noqa: E402
 from diffamp_server.model_runner import ModelRunner  # noqa: E402
 from diffamp_server.plan import Prefill, SamplingParams, StepPlan  # noqa: E402
-
-
-def timed(fn, repeat=30) -> float:
-    for _ in range(3):
-        fn()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 def main() -> int:
@@ -48,11 +36,12 @@ def main() -> int:
     for batch in (1, 8, 32, 128, 256):
         runner.run(StepPlan(prefills=[Prefill(prompt, list(range(batch)), [SamplingParams()] * batch)]))
         step = StepPlan(num_decode_rows=batch, decode_token_ids=[7] * batch)
-        ms = timed(lambda: (runner.run(step), runner.lengths[:batch].sub_(1)))
+        ms = median_ms(lambda: (runner.run(step), runner.lengths[:batch].sub_(1)), repeat=30, warmup=3)
         print(f"  decode step, batch {batch:>3}: {ms:7.2f}")
     for prompts in (1, 4):
         plan = StepPlan(prefills=[Prefill(prompt, [i], [SamplingParams()]) for i in range(prompts)])
-        print(f"  prefill of {prompts} prompt(s) x {len(prompt)} tokens, one forward: {timed(lambda: runner.run(plan)):7.2f}")
+        ms = median_ms(lambda: runner.run(plan), repeat=30, warmup=3)
+        print(f"  prefill of {prompts} prompt(s) x {len(prompt)} tokens, one forward: {ms:7.2f}")
     return 0
 
 
