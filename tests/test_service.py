@@ -278,6 +278,24 @@ def test_cli_regression_runs_the_five_prompts(server, tmp_path):
     assert len(saved) == 5 and saved[1]["prompt"] == "hey I feel bored" and saved[0]["alpha"] == 0.5
 
 
+def test_cli_sweep_shows_progress_and_writes_samples_table_json_and_csv(server, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "greet", "prompt": "hello"}\n'
+                       '{"id": "chat", "messages": [{"role": "user", "content": "the quick"}]}\n')
+    out = _cli("sweep", "--prompts", str(prompts), "--alphas=-1,0.5", "--n", "4", "--max-new-tokens", "6",
+               "--detector", "e=e", "--detector", "dot=re:\\.", "--output", str(tmp_path / "s.jsonl"), server=server)
+    assert out.returncode == 0, out.stderr
+    assert "sweep 16/16 samples" in out.stderr and "samples/s" in out.stderr
+    records = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert sorted({(r["prompt_id"], r["alpha"]) for r in records}) == [("chat", -1.0), ("chat", 0.5),
+                                                                       ("greet", -1.0), ("greet", 0.5)]
+    assert len(records) == 16 and all(len(r["token_ids"]) <= 6 for r in records)
+    summary = json.loads((tmp_path / "s.summary.json").read_text())
+    assert [(r["alpha"], r["detector"]) for r in summary] == [(-1.0, "e"), (-1.0, "dot"), (0.5, "e"), (0.5, "dot")]
+    assert (tmp_path / "s.summary.csv").read_text().count("\n") == 5
+    assert "95% Wilson" in out.stdout
+
+
 def test_sweep_resumes_to_the_same_samples_and_table(server, tmp_path):
     import asyncio
 
