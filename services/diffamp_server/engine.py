@@ -45,6 +45,7 @@ class RowColumns:
     top_p: torch.Tensor
     top_k: torch.Tensor
     min_new_tokens: torch.Tensor | None  # None when no row holds EOS back
+    wants_logprobs: bool
 
     @classmethod
     def of(cls, params: list[SamplingParams], device) -> "RowColumns":
@@ -52,7 +53,8 @@ class RowColumns:
             return torch.tensor([getattr(p, name) for p in params], dtype=dtype, device=device)
 
         min_new = column("min_new_tokens", torch.long) if any(p.min_new_tokens for p in params) else None
-        return cls(column("alpha"), column("temperature"), column("top_p"), column("top_k", torch.long), min_new)
+        return cls(column("alpha"), column("temperature"), column("top_p"), column("top_k", torch.long), min_new,
+                   any(p.logprobs is not None for p in params))
 
 
 class Sampler:
@@ -107,7 +109,7 @@ class Sampler:
             device=device,
         )
         tokens = sampling.sample(filtered, temperature == 0, uniforms)
-        if all(p.logprobs is None for p in params):
+        if not columns.wants_logprobs:
             return tokens, [None] * len(params)
         return tokens, _logprobs(params, tokens, amplified, after, before, filtered, temperature)
 

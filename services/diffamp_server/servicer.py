@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from diffamp import detectors
 from diffamp.detectors import Detector
-from diffamp.sweep import SummaryRow, SweepPrompt
+from diffamp.sweep import SummaryRow, SweepPrompt, SweepSettings
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp.v1 import diffamp_pb2_grpc
 
@@ -52,16 +52,14 @@ def generate_input(req) -> GenerateInput:
     )
 
 
-SWEEP_DEFAULT_MAX_NEW_TOKENS = 48
-
-
 def sweep_input(req: pb.SweepRequest) -> SweepInput:
-    """SweepRequest -> SweepInput; sweeps sample unfiltered (temperature 1, top_p 1) unless told otherwise."""
+    """SweepRequest -> SweepInput. Unset options take the client's sweep defaults (SweepSettings): unfiltered
+    sampling (temperature 1, top_p 1) and 48 new tokens."""
     options = GenerateInput(
         system_prompt=req.system_prompt, raw_prompt=req.raw_prompt,
-        max_new_tokens=req.max_new_tokens or SWEEP_DEFAULT_MAX_NEW_TOKENS, min_new_tokens=req.min_new_tokens,
-        temperature=req.temperature if req.HasField("temperature") else 1.0,
-        top_p=req.top_p if req.HasField("top_p") else 1.0, top_k=req.top_k, stop=tuple(req.stop),
+        max_new_tokens=req.max_new_tokens or SweepSettings.max_new_tokens, min_new_tokens=req.min_new_tokens,
+        temperature=req.temperature if req.HasField("temperature") else SweepSettings.temperature,
+        top_p=req.top_p if req.HasField("top_p") else SweepSettings.top_p, top_k=req.top_k, stop=tuple(req.stop),
     )
     return SweepInput(
         prompts=tuple(SweepPrompt(p.id, p.prompt, tuple((m.role, m.content) for m in p.messages)) for p in req.prompts),
