@@ -12,7 +12,7 @@ import kubernetes_validate
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = ROOT.parent / "shared" / "schemas"
+SCHEMAS = ROOT / "k8s" / "schemas"
 KUBERNETES_VERSION = "1.30.0"
 
 

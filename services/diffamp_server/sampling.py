@@ -1,6 +1,6 @@
 """The math of amplified sampling, as pure functions on batched tensors.
 
-Order (DESIGN.md): amplify in fp32 -> restrict to the shared vocabulary -> temperature -> top-k -> top-p
+Order: amplify in fp32 -> restrict to the shared vocabulary -> temperature -> top-k -> top-p
 -> sample. Every function takes a batch: row i of every tensor argument belongs to sequence i.
 """
 
