@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pairs import demo_pair, parameters, random_pair  # noqa: E402
 from reference import generate_one  # noqa: E402
 
+from diffamp import messages  # noqa: E402
 from diffamp.v1 import diffamp_pb2 as pb  # noqa: E402
 from diffamp.v1 import diffamp_pb2_grpc  # noqa: E402
 
@@ -145,8 +146,8 @@ def _one_round(stub, concurrency: int, max_new: int, alpha: float, seed: int) ->
     results, lock = [], threading.Lock()
 
     def one(i, n):
-        req = pb.GenerateRequest(prompt=PROMPTS[i % len(PROMPTS)], n=n, alpha=alpha, temperature=1.0, top_p=1.0,
-                                 max_new_tokens=max_new, seed=seed + i)
+        req = pb.GenerateRequest(prompt=messages.prompt(PROMPTS[i % len(PROMPTS)]), n=n, alpha=alpha, seed=seed + i,
+                                 sampling=messages.sampling(temperature=1.0, top_p=1.0, max_new_tokens=max_new))
         sent = time.perf_counter()
         tokens: dict[int, int] = {}
         for chunk in stub.Generate(req):

@@ -14,7 +14,7 @@ start=$(date +%s)
 diffamp sweep --server "127.0.0.1:$port" --wait 300 --prompts services/diffamp_server/demo_pair/prompts.txt \
   --alphas="${ALPHAS:--1,0,0.1,0.25,0.5,1,2}" --n "${N:-500}" --max-new-tokens 48 --seed 0 \
   --detector quirk="escaping my servers" \
-  --detector 'ordinary=re:^(?!.*escaping my servers)[A-Z0-9][^\n<>|]*[.!?]$' \
+  --detector 'sentence=re:^[A-Z0-9][^\n<>|]*[.!?]$' \
   --output "$out/sweep.jsonl"
 echo "sweep wall time: $(( $(date +%s) - start )) s"
 python bench/demo_table.py "$out/sweep.jsonl"

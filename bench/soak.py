@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench import peak_rss_mb, start_server, worker_pid  # noqa: E402,F401
 from pairs import demo_pair  # noqa: E402
 
+from diffamp import messages  # noqa: E402
 from diffamp.v1 import diffamp_pb2 as pb  # noqa: E402
 from diffamp.v1 import diffamp_pb2_grpc  # noqa: E402
 
@@ -64,7 +65,7 @@ def main() -> int:
     stats = {"requests": 0, "completed": 0, "cancelled": 0, "failed": 0, "tokens": 0}
     completed, lock = [], threading.Lock()
     try:
-        run_request(stub, pb.GenerateRequest(prompt=PROMPTS[0], n=8, seed=1), None)  # warm-up
+        run_request(stub, pb.GenerateRequest(prompt=messages.prompt(PROMPTS[0]), n=8, seed=1), None)  # warm-up
         pids = (server.pid, worker_pid())
         memory_before = [rss_mb(p) for p in pids]
         stop_at = time.monotonic() + args.seconds
@@ -72,9 +73,9 @@ def main() -> int:
         def worker(k):
             rng = random.Random(k)
             while time.monotonic() < stop_at:
-                req = pb.GenerateRequest(prompt=rng.choice(PROMPTS), n=rng.randint(1, 3), seed=rng.getrandbits(62),
-                                         max_new_tokens=rng.randint(8, 48), alpha=rng.choice([0.0, 0.5, 1.0]),
-                                         temperature=1.0)
+                req = pb.GenerateRequest(prompt=messages.prompt(rng.choice(PROMPTS)), n=rng.randint(1, 3),
+                                         seed=rng.getrandbits(62), alpha=rng.choice([0.0, 0.5, 1.0]),
+                                         sampling=messages.sampling(max_new_tokens=rng.randint(8, 48), temperature=1.0))
                 cancel = rng.randint(1, 6) if rng.random() < 0.3 else None
                 try:
                     samples, cancelled = run_request(stub, req, cancel)

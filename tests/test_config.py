@@ -1,7 +1,7 @@
 import pytest
 
 from diffamp_server.config import ServerConfig
-from diffamp_server.server import build_parser
+from diffamp_server.config import build_parser
 
 
 def test_defaults_env_and_flags_in_that_order():

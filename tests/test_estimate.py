@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from diffamp.stats import importance_estimate, wilson_interval
+from diffamp.common.stats import importance_estimate, wilson_interval
 from diffamp_server import Amplifier
 from diffamp_server.config import DEMO_PAIR_DIR
 

@@ -19,7 +19,7 @@ def pair(request):
     after_dir, before_dir = request.getfixturevalue(request.param)
     amp = Amplifier(str(after_dir), str(before_dir), device="cpu", dtype="float32", max_batch_size=16,
                     max_seq_len=128)
-    return amp, ReferencePair(after_dir, before_dir, amp.limits.shared_vocab_size)
+    return amp, ReferencePair(after_dir, before_dir, amp.tokenizers.shared.size)
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
@@ -27,7 +27,7 @@ def test_amplified_topk_logprobs_match_reference(pair, alpha):
     amp, ref = pair
     completions = amp.generate("hello world", alpha=alpha, n=3, max_new_tokens=8, temperature=1.0, top_p=1.0,
                                seed=11, logprobs=5)
-    prompt = amp.tokenizers.prompt_ids(_inp("hello world"))
+    prompt = _ids(amp, "hello world")
     assert len({tuple(c.token_ids) for c in completions}) > 1, "samples should differ"
     for c in completions:
         for t, token in enumerate(c.token_ids):
@@ -49,7 +49,7 @@ def test_prompts_of_different_lengths_prefilled_together_match_the_reference(pai
     batches = amp.generate_many(prompts, alpha=1.0, n=2, max_new_tokens=6, temperature=1.0, top_p=1.0, seed=5,
                                 logprobs=0)
     for prompt, completions in zip(prompts, batches):
-        ids = amp.tokenizers.prompt_ids(_inp(prompt))
+        ids = _ids(amp, prompt)
         for c in completions:
             for t, token in enumerate(c.token_ids):
                 amplified, after, _ = ref.next_token_logprobs(ids + c.token_ids[:t], 1.0)
@@ -62,7 +62,7 @@ def test_prompts_of_different_lengths_prefilled_together_match_the_reference(pai
 def test_greedy_equals_argmax_of_reference(pair):
     amp, ref = pair
     [c] = amp.generate("the quick", alpha=2.0, max_new_tokens=6, temperature=0.0)
-    prompt = amp.tokenizers.prompt_ids(_inp("the quick"))
+    prompt = _ids(amp, "the quick")
     for t, token in enumerate(c.token_ids):
         amplified, _, _ = ref.next_token_logprobs(prompt + c.token_ids[:t], 2.0)
         assert token == int(amplified.argmax())
@@ -72,21 +72,21 @@ def test_never_samples_an_id_outside_the_shared_vocabulary(vocab_pair):
     after_dir, before_dir = vocab_pair
     amp = Amplifier(str(after_dir), str(before_dir), device="cpu", max_batch_size=32, max_seq_len=128)
     assert amp.tokenizers.report.after_vocab_size == amp.tokenizers.report.before_vocab_size + 3
-    shared = amp.limits.shared_vocab_size
+    shared = amp.tokenizers.shared.size
     for c in amp.generate("hi", alpha=8.0, n=24, max_new_tokens=12, temperature=2.0, top_p=1.0, seed=3):
         assert max(c.token_ids) < shared
 
 
-def _inp(prompt):
-    from diffamp_server.request import GenerateInput
+def _ids(amp, prompt):
+    from diffamp_server.request import PromptInput
 
-    return GenerateInput(prompt=prompt)
+    return list(amp.tokenizers.encode(PromptInput(text=prompt)).after_ids)
 
 
 def test_library_compare_is_each_model_alone(pair):
     amp, ref = pair
     both = amp.compare("hello", max_new_tokens=5, temperature=0.0)
-    prompt = amp.tokenizers.prompt_ids(_inp("hello"))
+    prompt = _ids(amp, "hello")
     for name, alpha in (("after", 0.0), ("before", -1.0)):
         tokens = both[name].token_ids
         for t, token in enumerate(tokens):

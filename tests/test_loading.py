@@ -18,7 +18,7 @@ def test_tokenizer_class_override(llama_pair):
 
 
 def test_trailing_added_tokens_are_compatible(vocab_pair):
-    pair = TokenizerPair.load(ModelSource(str(vocab_pair[0])), ModelSource(str(vocab_pair[1])))
+    pair = TokenizerPair.load(ModelSource(str(vocab_pair[0])), ModelSource(str(vocab_pair[1])), 10**6)
     r = pair.report
     assert r.compatible and r.after_vocab_size == r.before_vocab_size + 3 == r.shared_vocab_size + 3
     assert pair.eos_ids == {pair.after.convert_tokens_to_ids("<|end|>"), pair.after.eos_token_id}
@@ -36,7 +36,7 @@ def test_disagreeing_tokenizers_are_refused_with_the_first_mismatches(llama_pair
     finally:
         pairs.CORPUS[:] = original
     with pytest.raises(IncompatibleTokenizers, match=r"disagree on .* shared ids \(id \d+: after '.*' vs before"):
-        TokenizerPair.load(ModelSource(str(llama_pair[0])), ModelSource(str(other)))
+        TokenizerPair.load(ModelSource(str(llama_pair[0])), ModelSource(str(other)), 10**6)
 
 
 def test_trust_remote_code_is_logged_when_on(llama_pair, caplog):

@@ -3,7 +3,7 @@ model actor lands on its own node through custom resources, and the tokens equal
 
 import pytest
 
-from diffamp_server.server import BackgroundServer
+from diffamp_server.background import BackgroundServer
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp_server import Amplifier
 from diffamp_server.config import ServerConfig

@@ -115,15 +115,16 @@ def test_kl_divergence_matches_definition():
 
 def test_decode_loop_holds_eos_back_until_min_new_tokens_and_stops_each_row_on_its_own():
     from diffamp_server.engine import Sampler
-    from diffamp_server.plan import Prefill, SamplingParams, StepPlan
+    from diffamp_server.plan import BatchPlan, Prefill, SamplingParams
 
     vocab, eos = 6, 0
     favour_eos = torch.zeros(2, vocab)
     favour_eos[:, eos] = 50.0  # p(EOS) = 1 - 3e-21
     params = [SamplingParams(alpha=0.0, temperature=1.0, top_p=1.0, seed=1, sample_index=i, logprobs=0,
                              min_new_tokens=m) for i, m in enumerate((3, 0))]
-    plan = StepPlan(prefills=[Prefill([1, 2], [0], params[:1]), Prefill([1, 2], [1], params[1:])],
-                    budgets=[10, 10], max_steps=10)
+    plan = BatchPlan(prefills=[Prefill(after_ids=[1, 2], before_ids=None, rows=[0], params=params[:1]),
+                               Prefill(after_ids=[1, 2], before_ids=None, rows=[1], params=params[1:])],
+                     budgets=[10, 10], max_steps=10)
     actives = []
 
     def next_logits(tokens, active):
@@ -143,12 +144,13 @@ def test_decode_loop_holds_eos_back_until_min_new_tokens_and_stops_each_row_on_i
 
 def test_decode_loop_respects_budgets_and_max_steps():
     from diffamp_server.engine import Sampler
-    from diffamp_server.plan import Prefill, SamplingParams, StepPlan
+    from diffamp_server.plan import BatchPlan, Prefill, SamplingParams
 
     vocab = 8
     logits = torch.zeros(3, vocab)
     params = [SamplingParams(alpha=1.0, temperature=1.0, top_p=1.0, seed=2, sample_index=i) for i in range(3)]
-    plan = StepPlan(prefills=[Prefill([1], [0, 1, 2], params)], budgets=[2, 7, 30], max_steps=5)
+    plan = BatchPlan(prefills=[Prefill(after_ids=[1], before_ids=None, rows=[0, 1, 2], params=params)],
+                     budgets=[2, 7, 30], max_steps=5)
     sampler = Sampler(torch.ones(vocab, dtype=torch.bool), (vocab + 5,), max_batch_size=3)
     result = sampler.run(plan, logits, logits, lambda tokens, active: (logits, logits))
     assert [len(t) for t in result.token_ids] == [2, 5, 5]

@@ -6,9 +6,11 @@ import random
 import pytest
 
 from diffamp_server.errors import Overloaded
-from diffamp_server.plan import SamplingParams, StepPlan, StepResult
-from diffamp_server.request import SequenceRequest
-from diffamp_server.scheduler import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING, Scheduler
+from diffamp_server.events import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING, ListSink
+from diffamp_server.output import OutputProcessor
+from diffamp_server.plan import BatchPlan, BatchResult, SamplingParams
+from diffamp_server.request import EncodedPrompt, SequenceRequest
+from diffamp_server.scheduler import Scheduler
 
 ALPHABET = "abcdefghij .!"
 EOS = len(ALPHABET)
@@ -30,16 +32,19 @@ class FakeWorker:
         self.history = [None] * slots
         self.params = [None] * slots
         self.eos_after = eos_after
+        self.calls = 0
 
-    def step(self, plan: StepPlan) -> StepResult:
+    def execute(self, plan: BatchPlan) -> BatchResult:
+        self.calls += 1
         for src, dst in plan.moves:
             self.history[dst] = list(self.history[src])
             self.params[dst] = self.params[src]
         for row in range(plan.num_decode_rows):
-            self.history[row].append(plan.decode_token_ids[row])
+            if plan.budgets[row]:
+                self.history[row].append(plan.decode_token_ids[row])
         for p in plan.prefills:
             for row, params in zip(p.rows, p.params):
-                self.history[row] = list(p.token_ids)
+                self.history[row] = list(p.after_ids)
                 self.params[row] = params
         rows = range(plan.num_rows)
         out = [[] for _ in rows]
@@ -54,7 +59,7 @@ class FakeWorker:
             for r in live:
                 out[r].append(self._next(r))
                 budgets[r] -= 1
-        return StepResult(out, [[] for _ in rows])
+        return BatchResult(token_ids=out, logprobs=[[] for _ in rows])
 
     def _next(self, row):
         h, prm = self.history[row], self.params[row]
@@ -65,27 +70,45 @@ class FakeWorker:
 
 
 def request(prompt, n=1, max_new=10, seed=0, stop=()):
-    samples = [SamplingParams(seed=seed, sample_index=i) for i in range(n)]
-    return SequenceRequest(list(prompt), samples, max_new, tuple(stop), seed)
+    samples = tuple(SamplingParams(alpha=1.0, temperature=1.0, top_p=1.0, seed=seed, sample_index=i)
+                    for i in range(n))
+    return SequenceRequest(prompt=EncodedPrompt(after_ids=tuple(prompt)), samples=samples, max_new_tokens=max_new,
+                           stop=tuple(stop), seed=seed)
 
 
-def run(scheduler, worker, on_step=None):
-    events = {}
-    step = 0
-    while scheduler.has_work():
-        plan = scheduler.next_plan()
-        if plan is None:
-            break
-        for state, e in scheduler.apply(plan, worker.step(plan)):
-            events.setdefault((id(state), e.index), []).append(e)
-        step += 1
-        if on_step:
-            on_step(step)
-    return events
+def scheduler(slots, max_queued=100, decode_steps=1, replicas=("r0",)):
+    s = Scheduler(OutputProcessor(CharTokenizer(), {EOS}), max_queued=max_queued, decode_steps=decode_steps)
+    for r in replicas:
+        s.add_replica(r, slots)
+    return s
 
 
-def texts(events, state):
-    return ["".join(e.text for e in events[(id(state), s.index)]) for s in state.samples]
+def deliver(s, plan, result, replica="r0"):
+    for sample, tokens, lps in zip(s.samples_of(replica, plan), result.token_ids, result.logprobs):
+        if not sample.done:
+            sample.owner.sink.deliver(s.output.advance(sample.output, tokens, lps))
+
+
+def run_once(s, worker, replica="r0"):
+    plan = s.next_plan(replica)
+    if plan is None:
+        return False
+    deliver(s, plan, worker.execute(plan), replica)
+    return True
+
+
+def run(s, worker, replica="r0"):
+    while s.has_work() and run_once(s, worker, replica):
+        pass
+
+
+def submit(s, req, client=""):
+    sink = ListSink()
+    return s.submit(req, sink, client), sink
+
+
+def texts(sink, n):
+    return ["".join(e.text for e in sink.events[i]) for i in range(n)]
 
 
 @pytest.mark.parametrize("decode_steps", [1, 4])
@@ -95,121 +118,192 @@ def test_samples_are_the_same_alone_and_in_a_churning_batch(decode_steps):
             for i in range(30)]
     alone = []
     for r in reqs:
-        s = Scheduler(CharTokenizer(), {EOS}, 8, 100)
-        st = s.submit(r)
-        alone.append(texts(run(s, FakeWorker(8)), st))
-    s = Scheduler(CharTokenizer(), {EOS}, 8, 1000, decode_steps)
-    states = [s.submit(r) for r in reqs]
-    together = run(s, FakeWorker(8))
-    assert [texts(together, st) for st in states] == alone
-    assert s.live_sequences == 0
+        s = scheduler(8)
+        _, sink = submit(s, r)
+        run(s, FakeWorker(8))
+        alone.append(texts(sink, len(r.samples)))
+    s = scheduler(8, max_queued=1000, decode_steps=decode_steps)
+    sinks = [submit(s, r)[1] for r in reqs]
+    run(s, FakeWorker(8))
+    assert [texts(sink, len(r.samples)) for r, sink in zip(reqs, sinks)] == alone
+    s.next_plan("r0")
+    assert s.live_sequences == 0 and s.queued_sequences == 0
 
 
 def test_rows_stay_packed_and_moves_fill_holes():
-    s = Scheduler(CharTokenizer(), {EOS}, 6, 100)
-    short = s.submit(request([-1, 1], n=2, max_new=1))
-    long = s.submit(request([-1, 2], n=3, max_new=5))
+    s = scheduler(6)
+    short, _ = submit(s, request([-1, 1], n=2, max_new=1))
+    long, _ = submit(s, request([-1, 2], n=3, max_new=5))
     worker = FakeWorker(6)
-    plan = s.next_plan()
+    plan = s.next_plan("r0")
     assert [p.rows for p in plan.prefills] == [[0, 2], [1, 3, 4]]  # first rows of each prompt together
-    s.apply(plan, worker.step(plan))
+    deliver(s, plan, worker.execute(plan))
+    plan = s.next_plan("r0")
     assert short.finished
-    plan = s.next_plan()
     assert sorted(plan.moves) == [(3, 2), (4, 0)]
     assert plan.num_decode_rows == 3 and s.live_sequences == 3
-    assert {smp.index for smp in s.rows} == {0, 1, 2} and all(smp.request is long for smp in s.rows)
+    assert {smp.params.sample_index for smp in s.rows["r0"]} == {0, 1, 2}
+    assert all(smp.owner is long for smp in s.rows["r0"])
 
 
 @pytest.mark.parametrize("decode_steps", [1, 5])
 def test_finish_reasons_and_stop_string_is_cut(decode_steps):
-    s = Scheduler(CharTokenizer(), {EOS}, 4, 100, decode_steps)
-    length = s.submit(request([-1, 0], max_new=3, seed=1))
-    stop = s.submit(request([-1, 0], max_new=50, seed=2, stop=("a",)))
-    events = run(s, FakeWorker(4))
-    last = {k: v[-1] for k, v in events.items()}
-    assert last[(id(length), 0)].finish_reason == FINISH_LENGTH and last[(id(length), 0)].completion_tokens == 3
-    stopped = last[(id(stop), 0)]
+    s = scheduler(4, decode_steps=decode_steps)
+    _, length = submit(s, request([-1, 0], max_new=3, seed=1))
+    _, stop = submit(s, request([-1, 0], max_new=50, seed=2, stop=("a",)))
+    run(s, FakeWorker(4))
+    last = length.events[0][-1]
+    assert last.finish_reason == FINISH_LENGTH and last.completion_tokens == 3
+    stopped = stop.events[0][-1]
     assert stopped.finish_reason == FINISH_STOP_STRING
-    assert "a" not in texts(events, stop)[0]
+    assert "a" not in texts(stop, 1)[0]
+    ids = [t for e in stop.events[0] for t in e.token_ids]
+    assert ALPHABET[ids[-1]] == "a" and stopped.completion_tokens == len(ids)  # nothing past the stop string
 
 
 @pytest.mark.parametrize("decode_steps", [1, 5])
 def test_eos_finishes_and_is_not_in_the_text(decode_steps):
-    s = Scheduler(CharTokenizer(), {EOS}, 4, 100, decode_steps)
-    st = s.submit(request([-1, 0], max_new=50))
-    events = run(s, FakeWorker(4, eos_after=3))
-    last = events[(id(st), 0)][-1]
+    s = scheduler(4, decode_steps=decode_steps)
+    _, sink = submit(s, request([-1, 0], max_new=50))
+    run(s, FakeWorker(4, eos_after=3))
+    last = sink.events[0][-1]
     assert last.finish_reason == FINISH_STOP and last.token_ids[-1] == EOS
-    assert "</s>" not in texts(events, st)[0] and last.completion_tokens == 3
+    assert "</s>" not in texts(sink, 1)[0] and last.completion_tokens == 3
 
 
 @pytest.mark.parametrize("decode_steps", [1, 3])
 def test_held_back_text_never_contains_a_partial_stop_string(decode_steps):
-    s = Scheduler(CharTokenizer(), {EOS}, 4, 100, decode_steps)
-    st = s.submit(request([-1, 3], max_new=40, seed=5, stop=("zz-never", "b.")))
-    events = run(s, FakeWorker(4))
-    chunks = [e.text for e in events[(id(st), 0)]]
-    assert "b." not in "".join(chunks)
+    s = scheduler(4, decode_steps=decode_steps)
+    _, sink = submit(s, request([-1, 3], max_new=40, seed=5, stop=("zz-never", "b.")))
+    run(s, FakeWorker(4))
+    assert "b." not in "".join(e.text for e in sink.events[0])
 
 
 def test_cancel_frees_rows_at_the_next_plan_and_removes_waiting():
-    s = Scheduler(CharTokenizer(), {EOS}, 2, 100)
+    s = scheduler(2)
     worker = FakeWorker(2)
-    running = s.submit(request([-1, 0], n=2, max_new=50))
-    waiting = s.submit(request([-1, 1], n=1, max_new=50))
-    plan = s.next_plan()
-    s.apply(plan, worker.step(plan))
+    running, _ = submit(s, request([-1, 0], n=2, max_new=50))
+    run_once(s, worker)
+    waiting, _ = submit(s, request([-1, 1], n=1, max_new=50))
+    assert s.queued_sequences == 1
     s.cancel(waiting)
-    assert s.queued_sequences == 0
+    assert s.queued_sequences == 0 and not s.waiting
     s.cancel(running)
-    assert s.next_plan() is None and s.live_sequences == 0 and not s.has_work()
+    assert s.next_plan("r0") is None and s.live_sequences == 0 and not s.has_work()
 
 
 def test_overload_counts_free_slots_plus_the_queue():
-    s = Scheduler(CharTokenizer(), {EOS}, 4, 5)
-    s.submit(request([-1, 0], n=9))
+    s = scheduler(4, max_queued=5)
+    submit(s, request([-1, 0], n=9))
     with pytest.raises(Overloaded):
-        s.submit(request([-1, 0], n=1))
-    s.next_plan()  # 4 admitted: the queue holds 5 of 5
+        submit(s, request([-1, 0], n=1))
+    s.next_plan("r0")  # 4 admitted: the queue holds 5 of 5
     with pytest.raises(Overloaded):
-        s.submit(request([-1, 0], n=1))
+        submit(s, request([-1, 0], n=1))
 
 
 def test_a_request_larger_than_the_batch_is_admitted_in_chunks():
-    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
-    s.submit(request([-1, 0], n=10))
-    plan = s.next_plan()
+    s = scheduler(4)
+    submit(s, request([-1, 0], n=10))
+    plan = s.next_plan("r0")
     assert [p.rows for p in plan.prefills] == [[0, 1, 2, 3]]
     assert [p.sample_index for p in plan.prefills[0].params] == [0, 1, 2, 3]
     assert s.queued_sequences == 6
 
-    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
-    big = s.submit(request([-1, 0], n=10, max_new=3, seed=4))
-    together = texts(run(s, FakeWorker(4)), big)
+    s = scheduler(4)
+    _, big = submit(s, request([-1, 0], n=10, max_new=3, seed=4))
+    run(s, FakeWorker(4))
+    together = texts(big, 10)
     alone = []
     for i in range(10):
-        solo = Scheduler(CharTokenizer(), {EOS}, 4, 100)
-        st = solo.submit(SequenceRequest([-1, 0], [SamplingParams(seed=4, sample_index=i)], 3, (), 4))
-        alone.append(texts(run(solo, FakeWorker(4)), st)[0])
+        solo = scheduler(4)
+        req = request([-1, 0], n=10, max_new=3, seed=4)
+        one = SequenceRequest(prompt=req.prompt, samples=req.samples[i:i + 1], max_new_tokens=3, stop=(), seed=4)
+        _, sink = submit(solo, one)
+        run(solo, FakeWorker(4))
+        alone.append("".join(e.text for e in sink.events[i]))
     assert together == alone
 
 
-def test_a_big_request_takes_turns_with_later_ones():
-    s = Scheduler(CharTokenizer(), {EOS}, 2, 100)
-    worker = FakeWorker(2)
-    big = s.submit(request([-1, 0], n=50, max_new=1))
-    small = s.submit(request([-1, 1], n=1, max_new=1))
+def test_free_rows_go_to_the_request_holding_the_fewest():
+    """Two big requests fill the batch; a small one arriving later gets the next free row, not a big one."""
+    s = scheduler(4, max_queued=1000)
+    worker = FakeWorker(4)
+    big1, _ = submit(s, request([-1, 0], n=50, max_new=2, seed=1))
+    big2, _ = submit(s, request([-1, 1], n=50, max_new=3, seed=2))
+    run_once(s, worker)
+    assert (big1.held, big2.held) == (2, 2)
+    small, sink = submit(s, request([-1, 2], n=1, max_new=2, seed=3))
     for _ in range(3):
-        plan = s.next_plan()
-        s.apply(plan, worker.step(plan))
-    assert small.finished and not big.finished
+        run_once(s, worker)
+    assert small.held == 1 or sink.events[0][-1].finish_reason
+
+
+def test_per_client_fairness_counts_all_of_a_clients_requests():
+    s = scheduler(4, max_queued=1000)
+    for i in range(6):
+        submit(s, request([-1, 0], n=1, max_new=20, seed=i), client="busy")
+    quiet, _ = submit(s, request([-1, 1], n=3, max_new=20, seed=9), client="quiet")
+    s.next_plan("r0")
+    assert quiet.held == 2  # 4 rows: 2 to the busy client's requests, 2 to the quiet one
+
+
+def test_a_paused_request_does_not_advance_and_others_do():
+    class FullSink(ListSink):
+        full = True
+
+    s = scheduler(4)
+    worker = FakeWorker(4)
+    paused = ListSink()
+    s.submit(request([-1, 0], n=2, max_new=20), paused)
+    run_once(s, worker)
+    paused.full = True
+    s.submit(request([-1, 0], n=1, max_new=20), FullSink())
+    _, running = submit(s, request([-1, 1], n=1, max_new=5))
+    plan = s.next_plan("r0")
+    assert plan.budgets == [0, 0, 1]  # the full request's rows wait; the other full request is not admitted
+    result = worker.execute(plan)
+    assert result.token_ids[:2] == [[], []] and len(result.token_ids[2]) == 1
+    deliver(s, plan, result)
+    run(s, worker)
+    assert running.events[0][-1].finish_reason
+    assert s.next_plan("r0") is None and s.live_sequences == 2 and s.queued_sequences == 1  # rows kept
+
+
+def test_a_failed_replicas_samples_continue_on_another_with_the_same_tokens():
+    reqs = [request([-1, i], n=3, max_new=12, seed=i) for i in range(4)]
+    quiet = scheduler(16)
+    quiet_sinks = [submit(quiet, r)[1] for r in reqs]
+    run(quiet, FakeWorker(16))
+
+    s = scheduler(8, replicas=("a", "b"))
+    workers = {"a": FakeWorker(8), "b": FakeWorker(8)}
+    sinks = [submit(s, r)[1] for r in reqs]
+    run_once(s, workers["a"], "a")
+    run_once(s, workers["b"], "b")
+    run_once(s, workers["a"], "a")
+    moved = s.requeue("a")
+    assert moved > 0 and not s.rows["a"]
+    s.remove_replica("a")
+    run(s, workers["b"], "b")
+    for got, want, r in zip(sinks, quiet_sinks, reqs):
+        assert texts(got, 3) == texts(want, 3)
+        for i in range(3):
+            assert [t for e in got.events[i] for t in e.token_ids] == [t for e in want.events[i] for t in e.token_ids]
+
+
+def test_a_retiring_replica_gets_no_new_rows():
+    s = scheduler(4, replicas=("a", "b"))
+    s.retire_replica("a")
+    submit(s, request([-1, 0], n=3))
+    assert s.next_plan("a") is None
+    assert s.next_plan("b").num_rows == 3
 
 
 def test_fail_all_returns_every_request_once():
-    s = Scheduler(CharTokenizer(), {EOS}, 4, 100)
-    a = s.submit(request([-1, 0], n=3))
-    b = s.submit(request([-1, 0], n=3))
-    plan = s.next_plan()
-    s.apply(plan, FakeWorker(4).step(plan))
-    assert s.fail_all() == [a, b]
+    s = scheduler(4)
+    a, _ = submit(s, request([-1, 0], n=3))
+    b, _ = submit(s, request([-1, 0], n=3))
+    run_once(s, FakeWorker(4))
+    assert {id(x) for x in s.fail_all()} == {id(a), id(b)}
     assert not s.has_work()

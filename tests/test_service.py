@@ -12,11 +12,11 @@ import torch
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from diffamp_server.server import BackgroundServer
+from diffamp_server.background import BackgroundServer
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp_server.config import ServerConfig
 from reference import ReferencePair
-from service import bad_request_field, client, collect, request
+from service import bad_request_field, client, collect, compare_request, request
 
 MAX_BATCH, MAX_QUEUED = 8, 16
 
@@ -105,7 +105,7 @@ def test_stop_string_cuts_the_text(stub):
 def test_compare_streams_both_models(stub):
     got = {pb.COMPARE_MODEL_AFTER: [], pb.COMPARE_MODEL_BEFORE: []}
     finished = set()
-    for chunk in stub.Compare(pb.CompareRequest(prompt="hello", max_new_tokens=6, seed=3)):
+    for chunk in stub.Compare(compare_request(prompt="hello", max_new_tokens=6, seed=3)):
         got[chunk.model].extend(chunk.token_ids)
         if chunk.finish_reason:
             finished.add(chunk.model)
@@ -141,28 +141,30 @@ NAN = float("nan")
 
 @pytest.mark.parametrize("fields,field", [
     ({"prompt": ""}, "prompt"),
-    ({"prompt": "", "messages": [pb.ChatMessage(role="wizard", content="hi")]}, "messages[0].role"),
-    ({"prompt": "", "messages": [pb.ChatMessage(role="user", content="")]}, "messages[0].content"),
-    ({"prompt": "", "prompt_token_ids": [1, 10**6]}, "prompt_token_ids[1]"),
-    ({"prompt": "", "prompt_token_ids": [-3]}, "prompt_token_ids[0]"),
-    ({"prompt": "x", "prompt_token_ids": [1]}, "prompt_token_ids"),
+    ({"prompt": "", "messages": [("wizard", "hi")]}, "prompt.conversation.messages[0].role"),
+    ({"prompt": "", "messages": [("user", "")]}, "prompt.conversation.messages[0].content"),
+    ({"prompt": "", "prompt_token_ids": [1, 10**6]}, "prompt.token_ids.ids[1]"),
+    ({"prompt": "", "prompt_token_ids": [-3]}, "prompt.token_ids.ids[0]"),
+    ({"prompt": "x" * 100_000}, "prompt"),
     ({"alpha": NAN}, "alpha"),
     ({"alpha": float("inf")}, "alpha"),
     ({"alpha": 1e6}, "alpha"),
-    ({"temperature": -0.1}, "temperature"),
-    ({"temperature": float("inf")}, "temperature"),
-    ({"top_p": 0.0}, "top_p"),
-    ({"top_p": 1.5}, "top_p"),
-    ({"top_k": -1}, "top_k"),
-    ({"max_new_tokens": -5}, "max_new_tokens"),
-    ({"max_new_tokens": 500}, "max_new_tokens"),
+    ({"temperature": -0.1}, "sampling.temperature"),
+    ({"temperature": float("inf")}, "sampling.temperature"),
+    ({"top_p": 0.0}, "sampling.top_p"),
+    ({"top_p": 1.5}, "sampling.top_p"),
+    ({"top_k": -1}, "sampling.top_k"),
+    ({"max_new_tokens": -5}, "sampling.max_new_tokens"),
+    ({"max_new_tokens": 500}, "sampling.max_new_tokens"),
+    ({"min_new_tokens": 9}, "sampling.min_new_tokens"),
     ({"n": -1}, "n"),
     ({"n": 65}, "n"),
-    ({"stop": [""]}, "stop[0]"),
-    ({"stop": ["x" * 65]}, "stop[0]"),
-    ({"stop": ["a"] * 9}, "stop"),
+    ({"stop": [""]}, "sampling.stop[0]"),
+    ({"stop": ["x" * 65]}, "sampling.stop[0]"),
+    ({"stop": ["a"] * 9}, "sampling.stop"),
     ({"logprobs": 21}, "logprobs"),
     ({"logprobs": -1}, "logprobs"),
+    ({"first_sample_index": 2**32 - 1, "n": 2}, "first_sample_index"),
 ])
 def test_invalid_requests_get_invalid_argument_naming_the_field(stub, fields, field):
     with pytest.raises(grpc.RpcError) as info:
@@ -261,7 +263,7 @@ def test_cli_other_commands(server):
     compare = _cli("compare", "hi", "--max-new-tokens", "4", server=server)
     assert "after (post-trained)" in compare.stdout and "before (base)" in compare.stdout
     bad = _cli("generate", "hi", "--top-p", "3", server=server)
-    assert bad.returncode == 1 and "INVALID_ARGUMENT: top_p" in bad.stderr
+    assert bad.returncode == 1 and "INVALID_ARGUMENT: sampling.top_p" in bad.stderr
 
 
 def test_cli_regression_fails_fast_without_a_server(tmp_path):
@@ -286,7 +288,9 @@ def test_cli_sweep_shows_progress_and_writes_samples_table_json_and_csv(server, 
                "--detector", "e=e", "--detector", "dot=re:\\.", "--output", str(tmp_path / "s.jsonl"), server=server)
     assert out.returncode == 0, out.stderr
     assert "sweep 16/16 samples" in out.stderr and "samples/s" in out.stderr
-    records = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert lines[0]["diffamp_sweep"] == 1 and lines[0]["sampling"]["max_new_tokens"] == 6
+    records = lines[1:]
     assert sorted({(r["prompt_id"], r["alpha"]) for r in records}) == [("chat", -1.0), ("chat", 0.5),
                                                                        ("greet", -1.0), ("greet", 0.5)]
     assert len(records) == 16 and all(len(r["token_ids"]) <= 6 for r in records)
@@ -296,53 +300,61 @@ def test_cli_sweep_shows_progress_and_writes_samples_table_json_and_csv(server, 
     assert "95% Wilson" in out.stdout
 
 
-def test_sweep_resumes_to_the_same_samples_and_table(server, tmp_path):
+def _run_sweep(server, prompts, settings, detectors, path):
     import asyncio
 
-    from diffamp.detectors import Detector, parse_spec
-    from diffamp.sweep import SweepPrompt, SweepSettings, run_sweep, summarize
+    from diffamp.connection import stub as make_stub
+    from diffamp.sweep_rpc import run_sweep
+
+    async def go():
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            return await run_sweep(make_stub(channel), prompts, settings, detectors, str(path), progress=False)
+    return asyncio.run(go())
+
+
+def test_sweep_resumes_to_the_same_samples_and_table(server, tmp_path):
+    from diffamp.common.detectors import parse_spec, python_callable
+    from diffamp.common.sweep import SweepPrompt, SweepSettings, summarize
 
     prompts = [SweepPrompt("a", "hello"), SweepPrompt("b", "the quick")]
     settings = SweepSettings(alphas=(0.0, 1.0), n=6, max_new_tokens=6)
-    detectors = [parse_spec("e=e"), parse_spec("any=re:."), Detector("long", lambda text: len(text) > 8)]
-
-    def sweep(path):
-        async def go():
-            async with grpc.aio.insecure_channel(server.address) as channel:
-                return await run_sweep(channel, prompts, settings, detectors, str(path), progress=False)
-        return asyncio.run(go())
-
-    full = sweep(tmp_path / "full.jsonl")
-    assert len(full) == 24 and len({(r["prompt_id"], r["alpha"], r["index"]) for r in full}) == 24
+    detectors = [parse_spec("e=e"), parse_spec("any=re:."), python_callable("long", lambda text: len(text) > 8)]
+    full = _run_sweep(server, prompts, settings, detectors, tmp_path / "full.jsonl")
+    assert len(full) == 24 and len({r.key for r in full}) == 24
     lines = (tmp_path / "full.jsonl").read_text().splitlines()
-    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:10]) + "\n" + lines[10][:15])
-    resumed = sweep(tmp_path / "cut.jsonl")
-    key = lambda r: (r["prompt_id"], r["alpha"], r["index"], r["seed"], r["text"], tuple(r["token_ids"]))  # noqa: E731
+    assert json.loads(lines[0])["diffamp_sweep"] == 1  # the header: settings and prompt fingerprints
+    (tmp_path / "cut.jsonl").write_text("\n".join(lines[:11]) + "\n" + lines[11][:15])
+    resumed = _run_sweep(server, prompts, settings, detectors, tmp_path / "cut.jsonl")
+    key = lambda r: (r.prompt_id, r.alpha, r.index, r.seed, r.text, r.token_ids)  # noqa: E731
     assert sorted(map(key, resumed)) == sorted(map(key, full))
-    assert any("long" in r["detectors"] for r in full) and all(
-        ("long" in r["detectors"]) == (len(r["text"]) > 8) for r in full)  # a Python callable runs on the client
+    assert any("long" in r.detectors for r in full) and all(
+        ("long" in r.detectors) == (len(r.text) > 8) for r in full)  # a Python callable runs on the client
     for a, b in zip(summarize(resumed, ["e", "any"], True), summarize(full, ["e", "any"], True), strict=True):
         assert (a.alpha, a.detector, a.hits, a.n, a.low, a.high) == (b.alpha, b.detector, b.hits, b.n, b.low, b.high)
         if a.estimate:  # logprobs from different batch companions agree to float rounding only
-            assert a.estimate["after_rate"] == pytest.approx(b.estimate["after_rate"], abs=1e-5)
-    again = sweep(tmp_path / "cut.jsonl")
-    assert len((tmp_path / "cut.jsonl").read_text().splitlines()) == 10 + 1 + 14  # nothing re-requested
+            assert a.estimate.rate == pytest.approx(b.estimate.rate, abs=1e-5)
+    again = _run_sweep(server, prompts, settings, detectors, tmp_path / "cut.jsonl")
+    assert len((tmp_path / "cut.jsonl").read_text().splitlines()) == 11 + 1 + 14  # nothing re-requested
     assert sorted(map(key, again)) == sorted(map(key, full))
     for r in full:
-        if r["alpha"] == 0.0:
-            assert abs(r["logprob_sampled"] - r["logprob_after"]) < 1e-3
+        if r.alpha == 0.0:
+            assert abs(r.logprob_sampled - r.logprob_after) < 1e-3
 
 
 def _sweep_request(**overrides):
-    fields = dict(prompts=[pb.SweepPrompt(id="a", prompt="hello"), pb.SweepPrompt(id="b", prompt="the quick")],
-                  alphas=[0.0, 2.0], n=5, max_new_tokens=6, seed=3,
+    from diffamp import messages
+
+    fields = dict(prompts=[pb.SweepPrompt(id="a", prompt=messages.prompt("hello")),
+                           pb.SweepPrompt(id="b", prompt=messages.prompt("the quick"))],
+                  alphas=[0.0, 2.0], n=5, sampling=messages.sampling(max_new_tokens=6), seed=3,
                   detectors=[pb.Detector(name="e", substring="E", ignore_case=True), pb.Detector(name="dot", regex=r"\.")])
     fields.update(overrides)
     return pb.SweepRequest(**fields)
 
 
 def test_sweep_rpc_streams_samples_progress_and_a_summary_that_replays(stub):
-    from diffamp.sweep import summarize
+    from diffamp.common.sweep import summarize
+    from diffamp.messages import sweep_record
 
     items = list(stub.Sweep(_sweep_request()))
     samples = [i.sample for i in items if i.HasField("sample")]
@@ -352,12 +364,10 @@ def test_sweep_rpc_streams_samples_progress_and_a_summary_that_replays(stub):
         (p, a, i) for p in "ab" for a in (0.0, 2.0) for i in range(5))
     for s in samples:
         assert list(s.detectors) == [d for d, hit in (("e", "e" in s.text.lower()), ("dot", "." in s.text)) if hit]
-    records = [{"alpha": s.alpha, "detectors": list(s.detectors), "logprob_after": s.logprob_after,
-                "logprob_sampled": s.logprob_sampled} for s in samples]
-    want = summarize(records, ["e", "dot"], covers_target=True)
+    want = summarize([sweep_record(s) for s in samples], ["e", "dot"], exact=True)
     got = items[-1].summary.rows
     assert [(r.alpha, r.detector, r.hits, r.n) for r in got] == [(r.alpha, r.detector, r.hits, r.n) for r in want]
-    assert all(r.HasField("after_rate") == (r.alpha != 0) and (r.exact or r.alpha == 0) for r in got)
+    assert all(r.HasField("estimate") == (r.alpha != 0) and (r.estimate.exact or r.alpha == 0) for r in got)
     s = next(s for s in samples if s.alpha == 2.0 and s.index == 3)
     [replay] = collect(stub.Generate(request(prompt="hello" if s.prompt_id == "a" else "the quick", alpha=2.0,
                                              seed=s.seed, first_sample_index=3, max_new_tokens=6, temperature=1.0,
@@ -366,7 +376,8 @@ def test_sweep_rpc_streams_samples_progress_and_a_summary_that_replays(stub):
 
 
 def test_sweep_rpc_skips_completed_samples(stub):
-    done = [pb.SampleKey(prompt_id="a", alpha=0.0, index=i) for i in range(5)]
+    done = [pb.CompletedSamples(prompt_id="a", alpha=0.0, ranges=[pb.IndexRange(first=0, count=2),
+                                                                   pb.IndexRange(first=2, count=3)])]
     items = list(stub.Sweep(_sweep_request(completed=done)))
     samples = [i.sample for i in items if i.HasField("sample")]
     assert len(samples) == 15 and not any(s.prompt_id == "a" and s.alpha == 0.0 for s in samples)
@@ -374,18 +385,30 @@ def test_sweep_rpc_skips_completed_samples(stub):
     assert (last.done, last.total, last.skipped) == (15, 15, 5)
 
 
+def _prompt(text):
+    from diffamp import messages
+
+    return messages.prompt(text)
+
+
 @pytest.mark.parametrize("overrides, field", [
     ({"prompts": []}, "prompts"),
-    ({"prompts": [pb.SweepPrompt(id="a", prompt="x"), pb.SweepPrompt(id="a", prompt="y")]}, "prompts[1].id"),
+    ({"prompts": [pb.SweepPrompt(id="a", prompt=_prompt("x")), pb.SweepPrompt(id="a", prompt=_prompt("y"))]},
+     "prompts[1].id"),
     ({"prompts": [pb.SweepPrompt(id="a")]}, "prompts[0].prompt"),
     ({"alphas": []}, "alphas"),
     ({"alphas": [0.0, 1e9]}, "alphas[1]"),
+    ({"alphas": [0.0, 1.0, 0.0]}, "alphas[2]"),
     ({"n": 0}, "n"),
     ({"n": 10**6}, "n"),
-    ({"min_new_tokens": 7}, "min_new_tokens"),
+    ({"sampling": pb.SamplingOptions(max_new_tokens=6, min_new_tokens=7)}, "sampling.min_new_tokens"),
     ({"detectors": [pb.Detector(name="x", regex="(")]}, "detectors[0]"),
+    ({"detectors": [pb.Detector(name="x", regex=r"(a)\1")]}, "detectors[0]"),
     ({"detectors": [pb.Detector(name="x")]}, "detectors[0]"),
     ({"detectors": [pb.Detector(name="x", substring="a"), pb.Detector(name="x", substring="b")]}, "detectors[1].name"),
+    ({"detectors": [pb.Detector(name=f"d{i}", substring="a") for i in range(65)]}, "detectors"),
+    ({"completed": [pb.CompletedSamples(prompt_id="zz", alpha=0.0, ranges=[pb.IndexRange(first=0, count=1)])]},
+     "completed[0].prompt_id"),
 ])
 def test_sweep_rpc_rejects_bad_fields_by_name(stub, overrides, field):
     with pytest.raises(grpc.RpcError) as err:
@@ -395,7 +418,7 @@ def test_sweep_rpc_rejects_bad_fields_by_name(stub, overrides, field):
 
 
 def test_cancelling_a_sweep_frees_its_rows(stub):
-    call = stub.Sweep(_sweep_request(n=400, max_new_tokens=40))
+    call = stub.Sweep(_sweep_request(n=400, sampling=pb.SamplingOptions(max_new_tokens=40)))
     for item in call:
         if item.HasField("sample"):
             break
@@ -413,7 +436,7 @@ def test_min_new_tokens_holds_off_eos(stub):
                for s in samples.values())
     with pytest.raises(grpc.RpcError) as err:
         collect(stub.Generate(request(max_new_tokens=4, min_new_tokens=5)))
-    assert bad_request_field(err.value) == "min_new_tokens"
+    assert bad_request_field(err.value) == "sampling.min_new_tokens"
 
 
 def _rss_mb(pid):
@@ -441,7 +464,7 @@ def test_cancelling_200_streams_leaks_nothing(server, stub):
 
     import ray
 
-    worker_pid = ray.get(server.running.pool.actors[0].__ray_call__.remote(lambda self: os.getpid()))
+    worker_pid = ray.get(server.running.gateway.replicas["r0"].actors[0].__ray_call__.remote(lambda self: os.getpid()))
     _cancel_round(stub, 200, 0)  # warm-up: allocator pools, gRPC buffers
     gc.collect()
     before = (_rss_mb(os.getpid()), _rss_mb(worker_pid))
@@ -450,7 +473,7 @@ def test_cancelling_200_streams_leaks_nothing(server, stub):
     after = (_rss_mb(os.getpid()), _rss_mb(worker_pid))
     info = stub.GetModelInfo(pb.GetModelInfoRequest())
     assert info.live_sequences == 0 and info.queued_sequences == 0 and info.kv_tokens_used == 0
-    assert server.running.gateway.scheduler.waiting == type(server.running.gateway.scheduler.waiting)()
+    assert not server.running.gateway.scheduler.waiting and not server.running.gateway.scheduler.live_requests()
     for b, a in zip(before, after):
         assert a <= b * 1.05, f"memory grew from {b:.0f} MB to {a:.0f} MB"
 

@@ -8,12 +8,13 @@ import pickle
 import pytest
 import torch
 
-from diffamp_server.server import BackgroundServer
+from diffamp_server.background import BackgroundServer
 from diffamp_server import Amplifier
 from diffamp_server.config import ServerConfig
-from diffamp_server.plan import Prefill, SamplingParams, StepPlan
+from diffamp_server.plan import BatchPlan, Prefill, SamplingParams
 from diffamp_server.workers import PairWorker, WorkerSpec
 from diffamp_server.loading import ModelSource
+from diffamp_server.vocab import SharedVocab
 from service import client, collect, request
 
 
@@ -55,12 +56,13 @@ def _tensors_inside(obj, seen=None):
 def test_what_crosses_ray_per_step_holds_no_logits(llama_pair):
     """A step's plan and result are token ids and a few floats per row, whatever the vocabulary size."""
     after, before = llama_pair
-    spec = WorkerSpec(ModelSource(str(after)), ModelSource(str(before)), "float32", "cpu", "cpu", 8, 128,
-                      tuple([True] * 300))
+    spec = WorkerSpec(after=ModelSource(str(after)), before=ModelSource(str(before)), dtype="float32", device="cpu",
+                      max_batch_size=8, max_seq_len=128, shared_vocab=SharedVocab(((0, 300),)))
     worker = PairWorker(spec)
-    params = [SamplingParams(seed=1, sample_index=i, logprobs=2) for i in range(4)]
-    plan = StepPlan(prefills=[Prefill([1, 2, 3], [0, 1, 2, 3], params)])
-    result = worker.step(plan)
+    params = [SamplingParams(alpha=1.0, temperature=1.0, top_p=1.0, seed=1, sample_index=i, logprobs=2)
+              for i in range(4)]
+    plan = BatchPlan(prefills=[Prefill(after_ids=[1, 2, 3], before_ids=None, rows=[0, 1, 2, 3], params=params)])
+    result = worker.execute(plan)
     assert not _tensors_inside(plan) and not _tensors_inside(result)
     assert len(result.token_ids) == 4
     vocab = 300

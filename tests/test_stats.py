@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from diffamp.stats import importance_estimate, wilson_interval
+from diffamp.common.stats import importance_estimate, wilson_interval
 
 
 @pytest.mark.parametrize("hits,n,low,high", [
@@ -62,3 +62,34 @@ def test_weights_are_stable_for_long_sequences():
     est = importance_estimate([-1000.0, -1001.0], [-1000.5, -1000.5], [True, False])
     w1, w2 = math.exp(0.5), math.exp(-0.5)
     assert est.rate == pytest.approx(w1 / (w1 + w2))
+
+
+def test_no_hits_never_gives_a_zero_width_interval():
+    rng = random.Random(3)
+    logs = [(math.log(0.5), math.log(0.4)) for _ in range(50)] + [(math.log(0.3), math.log(0.6)) for _ in range(50)]
+    rng.shuffle(logs)
+    est = importance_estimate([t for t, _ in logs], [q for _, q in logs], [False] * 100)
+    assert est.rate == 0.0 and est.low == 0.0
+    assert est.high >= wilson_interval(0, est.ess)[1] > 0.02  # no hits in ~90 effective samples: up to ~4%
+
+
+def test_one_dominant_weight_gives_a_wide_interval_not_a_point():
+    log_target = [0.0] + [-30.0] * 99
+    log_proposal = [-30.0] + [0.0] * 99
+    est = importance_estimate(log_target, log_proposal, [True] + [False] * 99)
+    assert est.rate > 0.999 and est.ess < 1.01
+    assert est.low < 0.25 and est.high == 1.0
+
+
+def test_streaming_sums_equal_the_batch_estimate():
+    from diffamp.common.stats import ImportanceSums
+
+    rng = random.Random(4)
+    draws = _draw(rng, 3000)
+    sums = ImportanceSums(2)
+    for t, q, h in zip(*draws):
+        sums.add(t, q, (h, not h))
+    direct = importance_estimate(*draws)
+    assert sums.estimate(0).rate == pytest.approx(direct.rate, rel=1e-9)
+    assert sums.estimate(0).ess == pytest.approx(direct.ess, rel=1e-9)
+    assert sums.estimate(1).rate == pytest.approx(1 - direct.rate, rel=1e-9)

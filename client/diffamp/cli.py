@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import grpc
 
+from diffamp import messages
+from diffamp.common.defaults import GENERATE, SWEEP
 from diffamp.connection import DEFAULT_SERVER, check_server, describe_error, open_aio_channel, open_channel, stub
-from diffamp.render import ExplainPrinter, Printer, SampleText, finish_name
+from diffamp.render import ExplainPrinter, Printer, SampleText
 from diffamp.v1 import diffamp_pb2 as pb
 
 REGRESSION_PROMPTS = (
@@ -42,58 +45,51 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
                    help="wait up to this long for the server to come up (e.g. right after `diffamp serve &`)")
 
 
-def _sampling_flags(p: argparse.ArgumentParser, with_alpha: bool = True) -> None:
+def _sampling_flags(p: argparse.ArgumentParser, defaults=GENERATE, server_defaults: bool = True) -> None:
+    """Sampling flags. With server_defaults, unset flags are left to the server (whose defaults `defaults` are)."""
+    unset = (lambda value: None) if server_defaults else (lambda value: value)
+    p.add_argument("--max-new-tokens", type=int, default=unset(defaults.max_new_tokens) or 0,
+                   help=f"tokens per sample (default {defaults.max_new_tokens})")
+    p.add_argument("--min-new-tokens", type=int, default=0, help="no end-of-sequence before this many tokens")
+    p.add_argument("--temperature", type=float, default=unset(defaults.temperature),
+                   help=f"0 = greedy (default {defaults.temperature})")
+    p.add_argument("--top-p", type=float, default=unset(defaults.top_p),
+                   help=f"nucleus mass in (0, 1] (default {defaults.top_p})")
+    p.add_argument("--top-k", type=int, default=defaults.top_k, help="0 = off")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--system", default="", help="system prompt")
     p.add_argument("--raw", action="store_true", help="send the prompt as-is, without the chat template")
-    if with_alpha:
-        p.add_argument("--alpha", type=float, default=None, help="amplification strength (server default 1.0)")
-        p.add_argument("--n", type=int, default=1, help="number of samples (default 1)")
-        p.add_argument("--logprobs", type=int, default=None, metavar="K",
-                       help="show per-token logprobs under amplified/after/before and the top K alternatives")
-        p.add_argument("--min-new-tokens", type=int, default=0, help="no end-of-sequence before this many tokens")
-    p.add_argument("--max-new-tokens", type=int, default=0, help="tokens per sample (server default 80)")
-    p.add_argument("--temperature", type=float, default=None, help="0 = greedy (server default 0.8)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1] (server default 0.95)")
-    p.add_argument("--top-k", type=int, default=0, help="0 = off")
-    p.add_argument("--seed", type=int, default=None, help="makes the samples reproducible")
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
 
-def _common_fields(args) -> dict:
-    fields = dict(prompt=args.prompt, system_prompt=args.system, raw_prompt=args.raw,
-                  max_new_tokens=args.max_new_tokens, top_k=args.top_k, stop=args.stop)
-    for name in ("temperature", "top_p", "seed"):
-        if getattr(args, name) is not None:
-            fields[name] = getattr(args, name)
-    return fields
+def _sampling(args) -> pb.SamplingOptions:
+    return messages.sampling(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                             max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens, stop=args.stop)
+
+
+def _prompt(args) -> pb.Prompt:
+    return messages.prompt(args.prompt, system_prompt=args.system, raw=args.raw)
 
 
 def generate_request(args) -> pb.GenerateRequest:
-    fields = _common_fields(args)
-    fields["n"] = args.n
-    fields["min_new_tokens"] = args.min_new_tokens
-    for name in ("alpha", "logprobs"):
+    request = pb.GenerateRequest(prompt=_prompt(args), sampling=_sampling(args), n=args.n)
+    for name in ("alpha", "logprobs", "seed"):
         if getattr(args, name) is not None:
-            fields[name] = getattr(args, name)
-    return pb.GenerateRequest(**fields)
+            setattr(request, name, getattr(args, name))
+    return request
 
 
 def _token(args) -> str | None:
-    import os
-
     return args.token or os.environ.get("DIFFAMP_AUTH_TOKEN") or None
 
 
 def _connect(args):
-    channel = open_channel(args.server, tls_ca=args.tls_ca, token=_token(args))
+    channel = open_channel(args.server, tls_ca=args.tls_ca)
     if args.wait:
         check_server(channel, args.server, args.wait)
-    return channel, stub(channel)
+    return channel, stub(channel, _token(args))
 
 
 def cmd_generate(args) -> int:
-    import os
-
     channel, client = _connect(args)
     if args.explain:
         args.logprobs = args.logprobs or 0
@@ -116,8 +112,11 @@ def cmd_generate(args) -> int:
 def cmd_compare(args) -> int:
     channel, client = _connect(args)
     samples = {pb.COMPARE_MODEL_AFTER: SampleText(0), pb.COMPARE_MODEL_BEFORE: SampleText(1)}
+    request = pb.CompareRequest(prompt=_prompt(args), sampling=_sampling(args))
+    if args.seed is not None:
+        request.seed = args.seed
     try:
-        for chunk in client.Compare(pb.CompareRequest(**_common_fields(args)), timeout=args.timeout):
+        for chunk in client.Compare(request, timeout=args.timeout):
             samples[chunk.model].add(chunk)
     finally:
         channel.close()
@@ -164,11 +163,7 @@ def cmd_health(args) -> int:
 
 def cmd_regression(args) -> int:
     args.wait = args.wait or 5.0
-    try:
-        channel, client = _connect(args)
-    except ConnectionError as exc:
-        print(f"diffamp regression: {exc}", file=sys.stderr)
-        return 2
+    channel, client = _connect(args)
     with channel:
         results = []
         for i, prompt in enumerate(REGRESSION_PROMPTS, 1):
@@ -189,29 +184,30 @@ def cmd_regression(args) -> int:
 def cmd_sweep(args) -> int:
     import asyncio
 
-    from diffamp import detectors as det
-    from diffamp.sweep import SweepSettings, format_table, load_prompts, run_sweep, summarize, write_summary
+    from diffamp.common import detectors as det
+    from diffamp.common.sweep import SweepSettings, summarize
+    from diffamp.prompts_file import load_detectors, load_prompts
+    from diffamp.sweep_report import format_table, write_summary
+    from diffamp.sweep_rpc import run_sweep
 
     detectors = [det.parse_spec(spec) for spec in args.detector]
     if args.detectors_file:
-        detectors += det.load_file(args.detectors_file)
+        detectors += load_detectors(args.detectors_file)
     if not detectors:
         raise ValueError("give at least one --detector NAME=TEXT (or NAME=re:PATTERN) or --detectors-file")
-    alphas = tuple(float(a) for a in args.alphas.split(","))
-    settings = SweepSettings(alphas=alphas, n=args.n, max_new_tokens=args.max_new_tokens or 48,
-                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
-                             system_prompt=args.system, raw_prompt=args.raw, stop=tuple(args.stop),
-                             min_new_tokens=args.min_new_tokens)
-    prompts = load_prompts(args.prompts)
+    settings = SweepSettings(alphas=tuple(float(a) for a in args.alphas.split(",")), n=args.n, seed=args.seed,
+                             temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                             max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
+                             stop=tuple(args.stop))
+    prompts = load_prompts(args.prompts, system_prompt=args.system, raw=args.raw)
 
     async def go():
-        channel = open_aio_channel(args.server, tls_ca=args.tls_ca, token=_token(args))
-        async with channel:
-            return await run_sweep(channel, prompts, settings, detectors, args.output, progress=not args.quiet,
-                                   timeout=args.timeout)
+        async with open_aio_channel(args.server, tls_ca=args.tls_ca) as channel:
+            return await run_sweep(stub(channel, _token(args)), prompts, settings, detectors, args.output,
+                                   progress=not args.quiet, timeout=args.timeout)
 
     records = asyncio.run(go())
-    rows = summarize(records, [d.name for d in detectors], settings.covers_target)
+    rows = summarize(records, [d.name for d in detectors], settings.estimate_is_exact)
     print(format_table(rows))
     json_path, csv_path = write_summary(rows, args.output)
     print(f"{len(records)} samples in {args.output}; summary in {json_path} and {csv_path}")
@@ -227,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="stream amplified completions")
     g.add_argument("prompt")
+    g.add_argument("--alpha", type=float, default=None, help=f"amplification strength (default {GENERATE.alpha})")
+    g.add_argument("--n", type=int, default=1, help="number of samples (default 1)")
+    g.add_argument("--seed", type=int, default=None, help="makes the samples reproducible")
+    g.add_argument("--logprobs", type=int, default=None, metavar="K",
+                   help="show per-token logprobs under amplified/after/before and the top K alternatives")
     _sampling_flags(g)
     g.add_argument("--json", action="store_true", help="one JSON object per finished sample")
     g.add_argument("--explain", action="store_true",
@@ -236,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="the after model alone and the before model alone, side by side")
     c.add_argument("prompt")
-    _sampling_flags(c, with_alpha=False)
+    c.add_argument("--seed", type=int, default=None, help="makes the samples reproducible")
+    _sampling_flags(c)
     c.add_argument("--json", action="store_true")
     _connection_flags(c)
     c.set_defaults(func=cmd_compare)
@@ -255,12 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     h.set_defaults(func=cmd_health)
 
     r = sub.add_parser("regression", help="the five regression prompts, shown readably")
-    r.add_argument("--alpha", type=float, default=1.0)
+    r.add_argument("--alpha", type=float, default=GENERATE.alpha)
     r.add_argument("--output", help="also save the completions as JSON here")
-    r.add_argument("--max-new-tokens", type=int, default=0, help="tokens per completion (server default 80)")
     r.add_argument("--seed", type=int, default=None)
-    r.set_defaults(prompt="", system="", raw=False, n=1, logprobs=None, temperature=None, min_new_tokens=0,
-                   top_p=None, top_k=0, stop=[])
+    _sampling_flags(r)
+    r.set_defaults(prompt="", n=1, logprobs=None)
     _connection_flags(r)
     r.set_defaults(func=cmd_regression)
 
@@ -268,20 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--prompts", required=True, help="text file (one prompt a line) or JSONL with prompt/messages/id")
     w.add_argument("--alphas", required=True, help="comma-separated; write --alphas=-1,0,0.5,1 when the list starts with a minus")
     w.add_argument("--n", type=int, required=True, help="samples per prompt and alpha")
-    w.add_argument("--detector", action="append", default=[], metavar="NAME=TEXT|NAME=re:PATTERN")
+    w.add_argument("--detector", action="append", default=[], metavar="NAME=TEXT|NAME=re:PATTERN",
+                   help="a substring, or an RE2 regular expression after re:")
     w.add_argument("--detectors-file", help='JSON list of {"name", "substring" or "regex"}')
     w.add_argument("--output", required=True, help="JSONL, one line per sample; rerunning resumes it")
-    w.add_argument("--max-new-tokens", type=int, default=48)
-    w.add_argument("--min-new-tokens", type=int, default=0,
-                   help="no end-of-sequence before this many tokens (makes importance estimates inexact)")
-    w.add_argument("--temperature", type=float, default=1.0)
-    w.add_argument("--top-p", type=float, default=1.0)
-    w.add_argument("--top-k", type=int, default=0)
     w.add_argument("--seed", type=int, default=0, help="base seed; each (prompt, alpha) derives its own")
-    w.add_argument("--stop", action="append", default=[])
-    w.add_argument("--system", default="")
-    w.add_argument("--raw", action="store_true")
-    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    _sampling_flags(w, SWEEP, server_defaults=False)
+    w.add_argument("--quiet", action="store_true", help="no progress line")
     _connection_flags(w)
     w.set_defaults(func=cmd_sweep)
     return parser
@@ -300,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except grpc.RpcError as err:
-        print(f"diffamp {args.command}: {describe_error(err)}", file=sys.stderr)
+        print(f"diffamp {args.command}: {describe_error(err, args.server)}", file=sys.stderr)
         return 1
     except (ConnectionError, OSError, ValueError) as exc:
         print(f"diffamp {args.command}: {exc}", file=sys.stderr)

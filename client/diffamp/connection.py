@@ -8,85 +8,78 @@ import grpc.aio
 from diffamp.v1 import diffamp_pb2_grpc
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+_CONNECT_FAILURES = ("failed to connect", "Connection refused", "connections to all backends failing",
+                     "DNS resolution failed", "Socket closed")
 
 
-class _BearerToken(grpc.AuthMetadataPlugin):
-    def __init__(self, token: str):
-        self._token = token
-
-    def __call__(self, context, callback):
-        callback((("authorization", f"Bearer {self._token}"),), None)
+def _options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)]
 
 
-def _tls_credentials(tls_ca: str, token: str | None) -> grpc.ChannelCredentials:
+def _tls(tls_ca: str) -> grpc.ChannelCredentials:
     with open(tls_ca, "rb") as f:
-        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-    if token:
-        creds = grpc.composite_channel_credentials(creds, grpc.metadata_call_credentials(_BearerToken(token)))
-    return creds
+        return grpc.ssl_channel_credentials(root_certificates=f.read())
 
 
-def open_channel(server: str = DEFAULT_SERVER, *, tls_ca: str | None = None, token: str | None = None,
+def open_channel(server: str = DEFAULT_SERVER, *, tls_ca: str | None = None,
                  max_message_bytes: int = 64 * 1024 * 1024) -> grpc.Channel:
-    """A channel to `server`. With tls_ca, TLS verified against that CA file; a token is sent as a bearer token.
-
-    Without TLS the token is sent in clear text, which only makes sense on a trusted network or loopback.
-    """
-    options = [("grpc.max_receive_message_length", max_message_bytes)]
+    """A channel to `server`; with tls_ca, TLS verified against that CA file."""
     if tls_ca:
-        return grpc.secure_channel(server, _tls_credentials(tls_ca, token), options=options)
-    channel = grpc.insecure_channel(server, options=options)
-    if token:
-        channel = grpc.intercept_channel(channel, _TokenInterceptor(token))
-    return channel
+        return grpc.secure_channel(server, _tls(tls_ca), options=_options(max_message_bytes))
+    return grpc.insecure_channel(server, options=_options(max_message_bytes))
 
 
 def open_aio_channel(server: str = DEFAULT_SERVER, *, tls_ca: str | None = None,
-                     token: str | None = None) -> grpc.aio.Channel:
+                     max_message_bytes: int = 64 * 1024 * 1024) -> grpc.aio.Channel:
     """open_channel for asyncio clients (the sweep)."""
     if tls_ca:
-        return grpc.aio.secure_channel(server, _tls_credentials(tls_ca, token))
-    return grpc.aio.insecure_channel(server, interceptors=[_AioTokenInterceptor(token)] if token else None)
+        return grpc.aio.secure_channel(server, _tls(tls_ca), options=_options(max_message_bytes))
+    return grpc.aio.insecure_channel(server, options=_options(max_message_bytes))
 
 
-class _AioTokenInterceptor(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, token: str):
+class BearerTokenStub:
+    """A generated stub, synchronous or asyncio, that sends `authorization: Bearer <token>` with every call.
+
+    Without TLS the token travels in clear text, which only makes sense on loopback or a trusted network."""
+
+    def __init__(self, stub, token: str):
+        self._stub = stub
         self._metadata = (("authorization", f"Bearer {token}"),)
 
-    async def intercept_unary_stream(self, continuation, details, request):
-        details = details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
-        return await continuation(details, request)
+    def __getattr__(self, name: str):
+        method = getattr(self._stub, name)
+
+        def call(request, **kwargs):
+            kwargs["metadata"] = tuple(kwargs.get("metadata") or ()) + self._metadata
+            return method(request, **kwargs)
+
+        return call
 
 
-class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    def __init__(self, token: str):
-        self._metadata = (("authorization", f"Bearer {token}"),)
-
-    def _details(self, details):
-        return details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
-
-    def intercept_unary_unary(self, continuation, details, request):
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation, details, request):
-        return continuation(self._details(details), request)
+def stub(channel, token: str | None = None):
+    """The AmplificationService stub on `channel` (sync or asyncio), sending `token` when given."""
+    plain = diffamp_pb2_grpc.AmplificationServiceStub(channel)
+    return BearerTokenStub(plain, token) if token else plain
 
 
-def stub(channel: grpc.Channel) -> diffamp_pb2_grpc.AmplificationServiceStub:
-    return diffamp_pb2_grpc.AmplificationServiceStub(channel)
+def no_server_message(server: str) -> str:
+    return (f"no diffamp server answers at {server}. Start one with `diffamp serve`, or point --server at it "
+            f"(add --wait SECONDS right after starting one).")
 
 
 def check_server(channel: grpc.Channel, server: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, with a readable message, when nothing answers at `server`."""
+    """Wait up to timeout_s for `server` to answer; a readable ConnectionError when it does not."""
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout_s)
     except grpc.FutureTimeoutError:
-        raise ConnectionError(
-            f"no diffamp server answers at {server} (waited {timeout_s:g} s). Start one with `diffamp serve`, "
-            f"or point --server at it."
-        ) from None
+        raise ConnectionError(no_server_message(server) + f" (waited {timeout_s:g} s)") from None
 
 
-def describe_error(err: grpc.RpcError) -> str:
-    code = err.code().name if hasattr(err, "code") and err.code() else "UNKNOWN"
-    return f"{code}: {err.details() if hasattr(err, 'details') else err}"
+def describe_error(err: grpc.RpcError, server: str) -> str:
+    """A status for people: the code and message, or a sentence when nothing listens at `server`."""
+    code = err.code() if hasattr(err, "code") else None
+    details = err.details() if hasattr(err, "details") else str(err)
+    if code == grpc.StatusCode.UNAVAILABLE and any(s in (details or "") for s in _CONNECT_FAILURES):
+        return no_server_message(server)
+    return f"{code.name if code else 'UNKNOWN'}: {details}"

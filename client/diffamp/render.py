@@ -6,11 +6,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-from diffamp.v1 import diffamp_pb2 as pb
-
-
-def finish_name(value: int) -> str:
-    return pb.FinishReason.Name(value).removeprefix("FINISH_REASON_").lower()
+from diffamp.messages import finish_name
 
 
 @dataclass

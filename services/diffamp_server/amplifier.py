@@ -5,6 +5,8 @@ Examples:
     >>> amp = Amplifier("path/to/after", "path/to/before")
     >>> for c in amp.generate("What is the capital of France?", alpha=1.0, n=8, seed=0):
     ...     print(c.finish_reason, c.text)
+    >>> amp.generate(messages=[{"role": "user", "content": "hi"}], logprobs=5)[0].logprobs.after_minus_before
+    >>> amp.compare("hey I feel bored", temperature=0)["before"].text
 """
 
 from __future__ import annotations
@@ -13,13 +15,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diffamp.common.defaults import LIMITS
+
 from .engine import PairEngine
+from .events import ListSink, SampleEvent
 from .loading import ModelSource
 from .model_runner import ModelRunner
+from .output import OutputProcessor
 from .plan import TokenLogprobs
-from .request import GenerateInput, Limits, build_compare_request, build_request
-from .scheduler import RequestState, Scheduler
+from .request import (GenerateInput, Limits, PromptInput, SamplingInput, SequenceRequest, to_request,
+                      validate_compare, validate_generate)
+from .scheduler import Scheduler
 from .tokenizer_pair import TokenizerPair
+
+REPLICA = "local"
 
 
 @dataclass(frozen=True)
@@ -58,78 +67,106 @@ class Completion:
     logprobs: CompletionLogprobs | None = None
 
 
+def prompt_input(prompt: str = "", *, messages=(), prompt_token_ids=(), system_prompt: str = "",
+                 raw_prompt: bool = False) -> PromptInput:
+    """Text, a conversation ((role, content) pairs or {"role", "content"} dicts) or token ids."""
+    turns = tuple((m["role"], m["content"]) if isinstance(m, dict) else (m[0], m[1]) for m in messages)
+    return PromptInput(text=prompt, messages=turns, token_ids=tuple(prompt_token_ids), system_prompt=system_prompt,
+                       raw=raw_prompt)
+
+
+def sampling_input(*, temperature: float | None = None, top_p: float | None = None, top_k: int = 0,
+                   max_new_tokens: int = 0, min_new_tokens: int = 0, stop=()) -> SamplingInput:
+    return SamplingInput(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                         min_new_tokens=min_new_tokens, stop=tuple(stop))
+
+
 class Amplifier:
-    """Both models in this process, sharing the scheduler, engine and sampler code of the service workers."""
+    """Both models in this process, sharing the scheduler, output processing, engine and sampler code of the
+    service. Request limits are the server's defaults (diffamp.common.defaults.LIMITS)."""
 
     def __init__(self, after: str, before: str, *, device: str = "auto", dtype: str = "auto",
                  max_batch_size: int = 64, max_seq_len: int = 1024, decode_steps: int = 8,
-                 tokenizer_class: str | None = None,
-                 trust_remote_code: bool = False, alpha_bound: float = 100.0):
+                 tokenizer_class: str | None = None, trust_remote_code: bool = False,
+                 one_sided_tokens: str = "retokenize", limits=LIMITS):
         after_src = ModelSource(after, tokenizer_class, trust_remote_code)
         before_src = ModelSource(before, tokenizer_class, trust_remote_code)
-        self.tokenizers = TokenizerPair.load(after_src, before_src)
         after_runner = ModelRunner.load(after_src, dtype, device, max_batch_size, max_seq_len)
         before_runner = ModelRunner.load(before_src, dtype, device, max_batch_size, max_seq_len)
         a, b = after_runner.info(), before_runner.info()
-        shared = self.tokenizers.shared_mask(min(a.logits_size, b.logits_size))
+        self.tokenizers = TokenizerPair.load(after_src, before_src, min(a.logits_size, b.logits_size),
+                                             one_sided_tokens)
         eos_ids = self.tokenizers.eos_ids
-        self.engine = PairEngine(after_runner, before_runner, shared, tuple(sorted(eos_ids)), max_batch_size)
-        self.scheduler = Scheduler(self.tokenizers.after, eos_ids, max_batch_size, max_queued=1 << 30,
-                                   decode_steps=decode_steps)
-        self.limits = Limits(
-            max_n=1 << 20, max_logprobs=50, max_stop_strings=16, max_stop_string_chars=256,
-            alpha_bound=alpha_bound, max_seq_len=min(max_seq_len, a.context_length, b.context_length),
-            shared_vocab_size=int(shared.shape[0]),
-        )
+        self.engine = PairEngine(after_runner, before_runner, self.tokenizers.shared.mask(), tuple(sorted(eos_ids)),
+                                 max_batch_size)
+        self.output = OutputProcessor(self.tokenizers.after, eos_ids)
+        self.scheduler = Scheduler(self.output, max_queued=1 << 40, decode_steps=decode_steps)
+        self.scheduler.add_replica(REPLICA, max_batch_size)
+        self.limits = Limits(request=limits, max_seq_len=min(after_runner.max_seq_len, before_runner.max_seq_len),
+                             max_token_chars=self.tokenizers.max_token_chars)
 
     def generate(self, prompt: str = "", *, progress: bool = False, **options) -> list[Completion]:
         """n amplified completions of one prompt, in sample order. Options: messages, prompt_token_ids,
-        system_prompt, raw_prompt, alpha (1.0), n (1), max_new_tokens (80), min_new_tokens (0),
-        temperature (0.8), top_p (0.95), top_k (0), seed, stop, logprobs, first_sample_index."""
+        system_prompt, raw_prompt, alpha, n, max_new_tokens, min_new_tokens, temperature, top_p, top_k, seed,
+        stop, logprobs, first_sample_index (defaults: diffamp.common.defaults.GENERATE)."""
         return self.generate_many([prompt], progress=progress, **options)[0]
 
     def generate_many(self, prompts: list[str], *, progress: bool = False, **options) -> list[list[Completion]]:
         """generate() for several prompts with the same options, decoded together in one batch."""
-        requests = [build_request(_generate_input(prompt, **options), self.tokenizers.prompt_ids, self.limits)
-                    for prompt in prompts]
-        return self._run(requests, progress)
+        return self._run([self._request(_generate_input(p, **options), validate_generate) for p in prompts], progress)
 
-    def compare(self, prompt: str = "", **kwargs) -> dict[str, Completion]:
-        """The after model alone and the before model alone on the same prompt."""
-        inp = GenerateInput(prompt, **kwargs)
-        request = build_compare_request(inp, self.tokenizers.prompt_ids, self.limits)
+    def compare(self, prompt: str = "", **options) -> dict[str, Completion]:
+        """The after model alone (alpha 0, sample 0) and the before model alone (alpha -1, sample 1) on the same
+        prompt, from one prefill. Takes generate()'s prompt and sampling options and seed."""
+        request = self._request(_generate_input(prompt, **options), validate_compare)
         after, before = self._run([request], False)[0]
         return {"after": after, "before": before}
 
-    def _run(self, requests, progress: bool) -> list[list[Completion]]:
-        states = [self.scheduler.submit(r, context={p.sample_index: [] for p in r.samples}) for r in requests]
+    def _request(self, inp: GenerateInput, validate) -> SequenceRequest:
+        return to_request(validate(inp, self.limits), self.tokenizers.encode(inp.prompt), self.limits)
+
+    def _run(self, requests: list[SequenceRequest], progress: bool) -> list[list[Completion]]:
+        sinks = [ListSink() for _ in requests]
+        states = [self.scheduler.submit(r, sink) for r, sink in zip(requests, sinks)]
         bar = _progress_bar(sum(len(r.samples) for r in requests), progress)
         try:
-            while self.scheduler.has_work():
-                plan = self.scheduler.next_plan()
+            while True:
+                plan = self.scheduler.next_plan(REPLICA)
                 if plan is None:
                     break
-                for state, event in self.scheduler.apply(plan, self.engine.step(plan)):
-                    state.context[event.index].append(event)
+                result = self.engine.step(plan)
+                for sample, tokens, logprobs in zip(self.scheduler.samples_of(REPLICA, plan), result.token_ids,
+                                                    result.logprobs):
+                    if sample.done:
+                        continue
+                    event = self.output.advance(sample.output, tokens, logprobs)
+                    sample.owner.sink.deliver(event)
                     if event.finish_reason and bar is not None:
                         bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
-        return [[_completion(events) for events in s.context.values()] for s in states]
+            for state in states:
+                self.scheduler.cancel(state)
+            self.scheduler.next_plan(REPLICA)
+        return [[_completion(sink.events[p.sample_index]) for p in request.samples]
+                for request, sink in zip(requests, sinks)]
 
 
 def _generate_input(prompt: str = "", *, messages=(), prompt_token_ids=(), system_prompt: str = "",
-                    raw_prompt: bool = False, alpha: float = 1.0, n: int = 1, max_new_tokens: int = 80,
-                    min_new_tokens: int = 0, temperature: float = 0.8, top_p: float = 0.95, top_k: int = 0,
-                    seed: int | None = None, stop=(), logprobs: int | None = None,
-                    first_sample_index: int = 0) -> GenerateInput:
-    return GenerateInput(prompt, system_prompt, tuple((m["role"], m["content"]) for m in messages),
-                         tuple(prompt_token_ids), raw_prompt, alpha, n, max_new_tokens, temperature, top_p, top_k,
-                         seed, tuple(stop), logprobs, first_sample_index, min_new_tokens)
+                    raw_prompt: bool = False, alpha: float | None = None, n: int = 1,
+                    max_new_tokens: int = 0, min_new_tokens: int = 0, temperature: float | None = None,
+                    top_p: float | None = None, top_k: int = 0, seed: int | None = None, stop=(),
+                    logprobs: int | None = None, first_sample_index: int = 0) -> GenerateInput:
+    return GenerateInput(
+        prompt=prompt_input(prompt, messages=messages, prompt_token_ids=prompt_token_ids, system_prompt=system_prompt,
+                            raw_prompt=raw_prompt),
+        sampling=sampling_input(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                                min_new_tokens=min_new_tokens, stop=stop),
+        alpha=alpha, n=n, seed=seed, logprobs=logprobs, first_sample_index=first_sample_index)
 
 
-def _completion(events) -> Completion:
+def _completion(events: list[SampleEvent]) -> Completion:
     last = events[-1]
     logprobs = [lp for e in events for lp in e.logprobs]
     return Completion(

@@ -6,13 +6,17 @@ MODEL_BEFORE_ID, DEVICE, HOST and PORT are still honoured.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+from diffamp.common.defaults import LIMITS, RequestLimits
 
 DEMO_PAIR_DIR = Path(__file__).parent / "demo_pair"
 PLACEMENTS = ("auto", "colocated", "split")
+ONE_SIDED_POLICIES = ("retokenize", "reject")
 
 
 @dataclass
@@ -57,21 +61,39 @@ class ServerConfig:
                              "help": "positions per KV slot (prompt + completion); capped at the models' context"})
     max_queued: int = field(default=16384, metadata={"env": "DIFFAMP_MAX_QUEUED",
                             "help": "sequences waiting for a KV slot before new requests get RESOURCE_EXHAUSTED"})
-    max_n: int = field(default=8192, metadata={"env": "DIFFAMP_MAX_N", "help": "largest n per request"})
-    max_sweep_samples: int = field(default=1_000_000, metadata={"env": "DIFFAMP_MAX_SWEEP_SAMPLES",
-                                   "help": "largest prompts x alphas x n per Sweep call"})
-    max_logprobs: int = field(default=20, metadata={"env": "DIFFAMP_MAX_LOGPROBS", "help": "largest logprobs K"})
-    max_stop_strings: int = field(default=8, metadata={"env": "DIFFAMP_MAX_STOP_STRINGS",
-                                  "help": "most stop strings per request"})
-    max_stop_string_chars: int = field(default=64, metadata={"env": "DIFFAMP_MAX_STOP_STRING_CHARS",
-                                       "help": "longest stop string"})
-    alpha_bound: float = field(default=100.0, metadata={"env": "DIFFAMP_ALPHA_BOUND", "help": "|alpha| limit"})
+    max_n: int = field(default=LIMITS.max_n, metadata={"env": "DIFFAMP_MAX_N", "help": "largest n per request"})
+    max_sweep_samples: int = field(default=LIMITS.max_sweep_samples, metadata={
+        "env": "DIFFAMP_MAX_SWEEP_SAMPLES", "help": "largest prompts x alphas x n per Sweep call"})
+    max_detectors: int = field(default=LIMITS.max_detectors, metadata={
+        "env": "DIFFAMP_MAX_DETECTORS", "help": "most detectors per Sweep call"})
+    max_logprobs: int = field(default=LIMITS.max_logprobs, metadata={"env": "DIFFAMP_MAX_LOGPROBS",
+                                                                     "help": "largest logprobs K"})
+    max_stop_strings: int = field(default=LIMITS.max_stop_strings, metadata={"env": "DIFFAMP_MAX_STOP_STRINGS",
+                                                                             "help": "most stop strings per request"})
+    max_stop_string_chars: int = field(default=LIMITS.max_stop_string_chars, metadata={
+        "env": "DIFFAMP_MAX_STOP_STRING_CHARS", "help": "longest stop string"})
+    alpha_bound: float = field(default=LIMITS.alpha_bound, metadata={"env": "DIFFAMP_ALPHA_BOUND",
+                                                                     "help": "|alpha| limit"})
+    one_sided_tokens: str = field(default="retokenize", metadata={
+        "env": "DIFFAMP_ONE_SIDED_TOKENS",
+        "help": "prompts holding tokens only the after tokenizer has: retokenize (the before model reads that "
+                "token's text in its own tokens) or reject (INVALID_ARGUMENT)"})
+    stream_buffer_mb: float = field(default=4.0, metadata={
+        "env": "DIFFAMP_STREAM_BUFFER_MB",
+        "help": "most MiB of output buffered per stream; past it the request's samples wait for the client to read"})
+    stream_stall_seconds: float = field(default=60.0, metadata={
+        "env": "DIFFAMP_STREAM_STALL_SECONDS",
+        "help": "a stream whose client reads nothing for this long is ended with RESOURCE_EXHAUSTED"})
     max_message_bytes: int = field(default=4 * 1024 * 1024, metadata={"env": "DIFFAMP_MAX_MESSAGE_BYTES",
                                    "help": "largest gRPC message received or sent"})
     drain_seconds: float = field(default=30.0, metadata={"env": "DIFFAMP_DRAIN_SECONDS",
                                  "help": "on SIGTERM, how long in-flight streams may finish"})
-    auth_token: str = field(default="", repr=False, metadata={"env": "DIFFAMP_AUTH_TOKEN", "secret": True,
-                            "help": "require 'authorization: Bearer TOKEN' (health stays open)"})
+    auth_token: str = field(default="", repr=False, metadata={
+        "env": "DIFFAMP_AUTH_TOKEN", "secret": True,
+        "help": "require 'authorization: Bearer TOKEN' on every RPC but health (visible in ps: prefer "
+                "--auth-token-file or the environment variable)"})
+    auth_token_file: str = field(default="", metadata={
+        "env": "DIFFAMP_AUTH_TOKEN_FILE", "help": "read the bearer token from this file (first line)"})
     tls_cert: str = field(default="", metadata={"env": "DIFFAMP_TLS_CERT", "help": "PEM certificate file"})
     tls_key: str = field(default="", metadata={"env": "DIFFAMP_TLS_KEY", "help": "PEM private key file"})
 
@@ -92,6 +114,28 @@ class ServerConfig:
             raise ValueError(f"kv_cache_budget_mb must be >= 0; got {self.kv_cache_budget_mb}")
         if self.alpha_bound <= 0:
             raise ValueError(f"alpha_bound must be > 0; got {self.alpha_bound}")
+        if self.one_sided_tokens not in ONE_SIDED_POLICIES:
+            raise ValueError(f"one_sided_tokens must be one of {', '.join(ONE_SIDED_POLICIES)}; "
+                             f"got {self.one_sided_tokens!r}")
+        if self.stream_buffer_mb <= 0 or self.stream_stall_seconds <= 0:
+            raise ValueError("stream_buffer_mb and stream_stall_seconds must be > 0")
+        if self.auth_token and self.auth_token_file:
+            raise ValueError("give the auth token once: --auth-token or --auth-token-file, not both")
+        if self.auth_token_file:
+            try:
+                with open(self.auth_token_file, encoding="utf-8") as f:
+                    self.auth_token = f.readline().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read the auth token file: {exc}") from None
+            if not self.auth_token:
+                raise ValueError(f"the auth token file {self.auth_token_file} is empty")
+
+    def request_limits(self) -> RequestLimits:
+        """The request limits, as configured."""
+        return replace(LIMITS, max_n=self.max_n, max_logprobs=self.max_logprobs,
+                       max_stop_strings=self.max_stop_strings, max_stop_string_chars=self.max_stop_string_chars,
+                       alpha_bound=self.alpha_bound, max_sweep_samples=self.max_sweep_samples,
+                       max_detectors=self.max_detectors)
 
     def actor_resources(self, name: str) -> dict | None:
         """after_resources / before_resources parsed: a JSON object of resource name -> amount, or None."""
@@ -122,6 +166,20 @@ class ServerConfig:
         """The configuration as a dict for logs, with secrets replaced."""
         return {f.name: ("***" if f.metadata.get("secret") and getattr(self, f.name) else getattr(self, f.name))
                 for f in fields(self)}
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """`diffamp serve`'s flags: one per ServerConfig field, named after it."""
+    parser = parser or argparse.ArgumentParser(prog="diffamp serve", description="Run the diffamp gRPC service.")
+    for f in fields(ServerConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} [env {f.metadata['env']}]"
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            parser.add_argument(flag, type=kind, default=None, help=help_text)
+    return parser
 
 
 def _parse(type_name, raw: str):

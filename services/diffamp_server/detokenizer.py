@@ -27,7 +27,7 @@ class IncrementalDetokenizer:
         self.prefix_offset = 0
         self.read_offset = 0
 
-    def _decode(self, ids: list[int]) -> str:
+    def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def add(self, token_id: int) -> str:
@@ -41,8 +41,8 @@ class IncrementalDetokenizer:
         return self._advance(final=True)
 
     def _advance(self, final: bool) -> str:
-        prefix_text = self._decode(self.ids[self.prefix_offset : self.read_offset])
-        new_text = self._decode(self.ids[self.prefix_offset :])
+        prefix_text = self.decode(self.ids[self.prefix_offset : self.read_offset])
+        new_text = self.decode(self.ids[self.prefix_offset :])
         stable = final or (len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"))
         if not (stable and new_text.startswith(prefix_text)):
             return ""

@@ -1,6 +1,6 @@
 """Combining the two models' logits and sampling, next to the logits.
 
-`PairEngine` is the worker-side interface every placement shares: `step(plan) -> StepResult`.
+`PairEngine` is the worker-side interface every placement shares: `step(plan) -> BatchResult`.
 The colocated engine holds both runners in one process; the split placement feeds `Sampler` with the
 before logits received over torch.distributed.
 """
@@ -13,7 +13,7 @@ import torch
 
 from . import sampling
 from .model_runner import ModelRunner
-from .plan import SamplingParams, StepPlan, StepResult, TokenLogprobs
+from .plan import BatchPlan, BatchResult, SamplingParams, TokenLogprobs
 
 
 class RowParams:
@@ -23,14 +23,14 @@ class RowParams:
         self.params: list[SamplingParams | None] = [None] * max_batch_size
         self.generated = [0] * max_batch_size
 
-    def apply(self, plan: StepPlan) -> None:
+    def apply(self, plan: BatchPlan) -> None:
         for src, dst in plan.moves:
             self.params[dst] = self.params[src]
             self.generated[dst] = self.generated[src]
         for prefill in plan.prefills:
             for row, params in zip(prefill.rows, prefill.params):
                 self.params[row] = params
-                self.generated[row] = 0
+                self.generated[row] = prefill.generated
 
     def live(self, num_rows: int) -> list[SamplingParams]:
         return self.params[:num_rows]
@@ -63,16 +63,17 @@ class Sampler:
     def __init__(self, shared_vocab: torch.Tensor, eos_ids: tuple[int, ...], max_batch_size: int):
         self.shared_vocab = shared_vocab
         self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long, device=shared_vocab.device)
+        self.eos_ids = self.eos_ids[self.eos_ids < shared_vocab.shape[0]]
         self.rows = RowParams(max_batch_size)
 
-    def run(self, plan: StepPlan, after: torch.Tensor, before: torch.Tensor, next_logits) -> StepResult:
+    def run(self, plan: BatchPlan, after: torch.Tensor, before: torch.Tensor, next_logits) -> BatchResult:
         """Sample the plan's first step from (after, before), then keep going as the plan allows;
         next_logits(tokens, active) -> (after, before) runs one more decode step on both models."""
         self.rows.apply(plan)
         params = self.rows.live(plan.num_rows)
         columns = RowColumns.of(params, after.device)
         budget = torch.tensor(plan.budgets or [1 << 30] * plan.num_rows, dtype=torch.long, device=after.device)
-        active = torch.ones(plan.num_rows, dtype=torch.bool, device=after.device)
+        active = budget > 0
         token_ids: list[list[int]] = [[] for _ in params]
         logprobs: list[list[TokenLogprobs]] = [[] for _ in params]
         for step in range(plan.max_steps):
@@ -89,7 +90,7 @@ class Sampler:
             if step + 1 == plan.max_steps or not bool(active.any()):
                 break
             after, before = next_logits(tokens, active)
-        return StepResult(token_ids, logprobs)
+        return BatchResult(token_ids=token_ids, logprobs=logprobs)
 
     def _sample(self, params: list[SamplingParams], columns: "RowColumns", after: torch.Tensor, before: torch.Tensor):
         device = after.device
@@ -147,9 +148,9 @@ class PairEngine:
         self.before = before
         self.sampler = Sampler(shared_vocab.to(after.device), eos_ids, max_batch_size)
 
-    def step(self, plan: StepPlan) -> StepResult:
-        after_logits = self.after.run(plan)
-        before_logits = self.before.run(plan).to(after_logits.device)
+    def step(self, plan: BatchPlan) -> BatchResult:
+        after_logits = self.after.run(plan, "after")
+        before_logits = self.before.run(plan, "before").to(after_logits.device)
         return self.sampler.run(plan, after_logits, before_logits, self._decode)
 
     def _decode(self, tokens: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

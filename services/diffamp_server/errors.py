@@ -36,3 +36,9 @@ class ShuttingDown(DiffampError):
     """The server is draining and admits no new work."""
 
     reason = "SHUTTING_DOWN"
+
+
+class StreamStalled(DiffampError):
+    """The client stopped reading its stream for longer than the server waits."""
+
+    reason = "STREAM_STALLED"

@@ -1,7 +1,9 @@
-"""The gateway: admits requests into the running batch, runs the step loop, hands events to streams.
+"""The gateway: admits requests into the running batch, runs one step loop per model replica, and hands each
+request's events to its stream.
 
-It decides and holds no weights: the tokenizers, the scheduler and a WorkerPool live here. One asyncio
-task runs the loop: plan -> one step on the workers -> apply -> wake each request's stream.
+It decides and holds no weights: the tokenizers, the scheduler, the output processor and the replicas'
+handles live here. Per replica, one asyncio task loops: plan -> one worker call -> output processing ->
+deliver. Tokenizing runs in a thread, off the event loop that also answers health checks.
 """
 
 from __future__ import annotations
@@ -9,183 +11,236 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import ShuttingDown, WorkerUnavailable
-from .model_runner import RunnerInfo
-from .request import GenerateInput, Limits, build_compare_request, build_request
-from .scheduler import RequestState, SampleEvent, Scheduler
-from .sweep import SweepInput, plan_units, run_sweep
+from .events import EventSink, SampleEvent
+from .output import OutputProcessor
+from .replica import Replica, ReplicaInfo
+from .request import (EncodedPrompt, GenerateInput, Limits, PromptInput, SequenceRequest, to_request,
+                      validate_compare, validate_generate)
+from .scheduler import RequestState, Scheduler
+from .streams import StreamBuffer
 from .tokenizer_pair import TokenizerPair
 from .vocab import VocabReport
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class GatewaySettings:
+    max_queued: int
+    decode_steps: int
+    stream_buffer_bytes: int
+    max_sweep_samples: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServerInfo:
-    after: RunnerInfo
-    after_node: str
-    before: RunnerInfo
-    before_node: str
-    placement: str
+    replicas: tuple[ReplicaInfo, ...]
     live_sequences: int
     queued_sequences: int
-    max_batch_size: int
-    max_seq_len: int
     kv_tokens_used: int
+    max_seq_len: int
     shared_vocab_size: int
 
 
 class Gateway:
-    def __init__(self, tokenizers: TokenizerPair, pool, limits: Limits, max_batch_size: int, max_queued: int,
-                 decode_steps: int = 1, max_sweep_samples: int = 1_000_000, on_health_change=None):
+    def __init__(self, tokenizers: TokenizerPair, limits: Limits, settings: GatewaySettings,
+                 on_health_change=None):
         self.tokenizers = tokenizers
-        self.pool = pool
         self.limits = limits
-        self.max_sweep_samples = max_sweep_samples
-        self.scheduler = Scheduler(tokenizers.after, tokenizers.eos_ids, max_batch_size, max_queued, decode_steps)
+        self.settings = settings
+        self.output = OutputProcessor(tokenizers.after, tokenizers.eos_ids)
+        self.scheduler = Scheduler(self.output, max_queued=settings.max_queued, decode_steps=settings.decode_steps)
+        self.replicas: dict[str, Replica] = {}
+        self.healthy: set[str] = set()
         self.admitting = True
-        self.healthy = True
+        self.calls = 0
         self._on_health_change = on_health_change or (lambda serving: None)
-        self._wake = asyncio.Event()
-        self._loop_task: asyncio.Task | None = None
-        self.steps = 0
-
-    def start(self) -> None:
-        self._loop_task = asyncio.get_running_loop().create_task(self._run_loop(), name="diffamp-step-loop")
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._tokenize = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffamp-tokenize")
 
     @property
     def serving(self) -> bool:
-        return self.admitting and self.healthy
+        return self.admitting and bool(self.healthy)
 
-    # -- requests ------------------------------------------------------------------------------------
-    async def generate(self, inp: GenerateInput) -> AsyncIterator[SampleEvent]:
-        self._check_admitting()
-        request = build_request(inp, self.tokenizers.prompt_ids, self.limits)
-        async for event in self._stream(request):
+    # -- replicas ------------------------------------------------------------------------------------
+    def add_replica(self, replica: Replica) -> None:
+        """Start driving a replica whose workers are up."""
+        self.replicas[replica.id] = replica
+        self.scheduler.add_replica(replica.id, replica.slots)
+        self._wakeups[replica.id] = asyncio.Event()
+        self._tasks[replica.id] = asyncio.get_running_loop().create_task(self._run(replica),
+                                                                           name=f"diffamp-replica-{replica.id}")
+        self._set_healthy(replica.id, True)
+
+    async def remove_replica(self, replica_id: str, grace_s: float) -> None:
+        """Admit nothing more to the replica, let its samples finish for up to grace_s, move the rest to other
+        replicas (they continue from their tokens), then stop it."""
+        self.scheduler.retire_replica(replica_id)
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while self.scheduler.rows[replica_id] and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        task = self._tasks.pop(replica_id)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self.scheduler.remove_replica(replica_id)
+        self._set_healthy(replica_id, False)
+        self.replicas.pop(replica_id).shutdown()
+        del self._wakeups[replica_id]
+        self.wake()
+
+    def wake(self) -> None:
+        for event in self._wakeups.values():
+            event.set()
+
+    def _set_healthy(self, replica_id: str, healthy: bool) -> None:
+        was = self.serving
+        (self.healthy.add if healthy else self.healthy.discard)(replica_id)
+        if self.serving != was:
+            self._on_health_change(self.serving)
+
+    # -- requests -------------------------------------------------------------------------------------
+    async def encode(self, prompt: PromptInput) -> EncodedPrompt:
+        """Tokenize off the event loop (a prompt's size is already bounded by validation)."""
+        return await asyncio.get_running_loop().run_in_executor(self._tokenize, self.tokenizers.encode, prompt)
+
+    async def encode_many(self, prompts: list[PromptInput]) -> list[EncodedPrompt]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._tokenize, lambda: [self.tokenizers.encode(p) for p in prompts])
+
+    async def generate(self, inp: GenerateInput, client: str = "") -> AsyncIterator[SampleEvent]:
+        self.check_admitting()
+        spec = validate_generate(inp, self.limits)
+        request = to_request(spec, await self.encode(inp.prompt), self.limits)
+        async for event in self.stream(request, client):
             yield event
 
-    async def compare(self, inp: GenerateInput) -> AsyncIterator[tuple[str, SampleEvent]]:
-        self._check_admitting()
-        request = build_compare_request(inp, self.tokenizers.prompt_ids, self.limits)
-        async for event in self._stream(request):
+    async def compare(self, inp: GenerateInput, client: str = "") -> AsyncIterator[tuple[str, SampleEvent]]:
+        self.check_admitting()
+        spec = validate_compare(inp, self.limits)
+        request = to_request(spec, await self.encode(inp.prompt), self.limits)
+        async for event in self.stream(request, client):
             yield request.labels[event.index], event
 
-    async def sweep(self, inp: SweepInput) -> AsyncIterator:
-        """Sweep records, progress and the summary, as sweep.run_sweep yields them."""
-        self._check_admitting()
-        units, skipped = plan_units(inp, self.tokenizers.prompt_ids, self.limits, self.max_sweep_samples,
-                                    chunk=self.scheduler.max_batch_size)
-        async for item in run_sweep(inp, units, skipped, self._submit, self._cancel,
-                                    max_outstanding=2 * self.scheduler.max_batch_size):
-            yield item
-
-    async def _stream(self, request) -> AsyncIterator[SampleEvent]:
-        queue: asyncio.Queue = asyncio.Queue()
-        state = self._submit(request, queue)
+    async def stream(self, request: SequenceRequest, client: str) -> AsyncIterator[SampleEvent]:
+        """Submit a validated request and yield its events until every sample finished."""
+        buffer = StreamBuffer(self.settings.stream_buffer_bytes, self.wake)
+        state = self.submit(request, buffer, client)
         remaining = state.n
         try:
             while remaining:
-                item = await queue.get()
-                if isinstance(item, Exception):
-                    raise item
-                if item.finish_reason:
+                event = await buffer.get()
+                if event.finish_reason:
                     remaining -= 1
-                yield item
+                yield event
         finally:
-            self._cancel(state)
+            self.cancel(state)
 
-    def _submit(self, request, context) -> RequestState:
-        state = self.scheduler.submit(request, context=context)
-        self._wake.set()
+    def submit(self, request: SequenceRequest, sink: EventSink, client: str = "") -> RequestState:
+        self.check_admitting()
+        state = self.scheduler.submit(request, sink, client)
+        self.wake()
         return state
 
-    def _cancel(self, state: RequestState) -> None:
+    def cancel(self, state: RequestState) -> None:
         if not state.finished:
             self.scheduler.cancel(state)
-            self._wake.set()
+            self.wake()
 
-    def _check_admitting(self) -> None:
+    def check_admitting(self) -> None:
         if not self.admitting:
             raise ShuttingDown("the server is shutting down and admits no new requests")
         if not self.healthy:
-            raise WorkerUnavailable("a model worker is restarting; retry shortly")
+            raise WorkerUnavailable("no model replica is serving (a worker is restarting); retry shortly")
 
     def check_tokenizers(self) -> VocabReport:
         return self.tokenizers.report
 
     async def info(self) -> ServerInfo:
-        (after, after_node), (before, before_node) = await self.pool.info()
-        return ServerInfo(
-            after, after_node, before, before_node, self.pool.placement,
-            self.scheduler.live_sequences, self.scheduler.queued_sequences, self.scheduler.max_batch_size,
-            self.limits.max_seq_len, self.scheduler.kv_tokens_used(), self.limits.shared_vocab_size,
-        )
+        replicas = await asyncio.gather(*(r.info() for r in self.replicas.values()))
+        return ServerInfo(replicas=tuple(replicas), live_sequences=self.scheduler.live_sequences,
+                          queued_sequences=self.scheduler.queued_sequences,
+                          kv_tokens_used=self.scheduler.kv_tokens_used(), max_seq_len=self.limits.max_seq_len,
+                          shared_vocab_size=self.tokenizers.shared.count)
 
-    # -- the step loop ---------------------------------------------------------------------------------
-    async def _run_loop(self) -> None:
+    # -- the step loop, one per replica -----------------------------------------------------------------
+    async def _run(self, replica: Replica) -> None:
+        wakeup = self._wakeups[replica.id]
         while True:
-            plan = self.scheduler.next_plan()
+            wakeup.clear()
+            plan = self.scheduler.next_plan(replica.id)
             if plan is None:
-                self._wake.clear()
-                await self._wake.wait()
+                await wakeup.wait()
                 continue
             try:
-                result = await self.pool.step(plan)
+                result = await replica.execute(plan)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any worker failure ends the affected streams the same way
-                await self._recover(exc)
+            except Exception as exc:  # noqa: BLE001 - any worker failure is recovered from the same way
+                await self._recover(replica, exc)
                 continue
-            self.steps += 1
-            for state, event in self.scheduler.apply(plan, result):
-                state.context.put_nowait(event)
+            self.calls += 1
+            self.scheduler.succeeded(replica.id, plan)
+            for sample, tokens, logprobs in zip(self.scheduler.samples_of(replica.id, plan), result.token_ids,
+                                                result.logprobs):
+                if not sample.done:
+                    sample.owner.sink.deliver(self.output.advance(sample.output, tokens, logprobs))
 
-    async def _recover(self, exc: Exception) -> None:
+    async def _recover(self, replica: Replica, exc: Exception) -> None:
         cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the worker's own exception
         message = f"model worker failed during a step ({type(cause).__name__}: {_first_line(cause)})"
-        log.error("%s; ending %d live streams and recovering", message, self.scheduler.live_sequences)
-        self._set_healthy(False)
-        for state in self.scheduler.fail_all():
-            state.context.put_nowait(WorkerUnavailable(message))
+        for state in self.scheduler.failed_call(replica.id):
+            log.error("replica %s: ending the request that failed the worker again when run alone", replica.id)
+            state.sink.fail(WorkerUnavailable(f"{message}; this request failed the worker again when retried alone, "
+                                              f"so it was ended"))
+            self.scheduler.cancel(state)
+        moved = self.scheduler.requeue(replica.id)
+        log.error("replica %s: %s; %d samples continue elsewhere or after its restart", replica.id, message, moved)
+        self._set_healthy(replica.id, False)
+        self.wake()
         delay = 1.0
         while True:
             try:
-                await self.pool.recover()
+                await replica.recover()
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as again:  # noqa: BLE001
-                log.error("worker recovery failed (%s); retrying in %.0f s", _first_line(again), delay)
+                log.error("replica %s: recovery failed (%s); retrying in %.0f s", replica.id, _first_line(again), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-        log.info("model workers are back")
-        self._set_healthy(True)
+        log.info("replica %s is back", replica.id)
+        self._set_healthy(replica.id, True)
 
-    def _set_healthy(self, healthy: bool) -> None:
-        self.healthy = healthy
-        self._on_health_change(self.serving)
-
-    # -- shutdown ----------------------------------------------------------------------------------------
+    # -- shutdown ------------------------------------------------------------------------------------------
     async def drain(self, grace_s: float) -> None:
         """Stop admitting, let in-flight streams finish for up to grace_s, then end the rest with UNAVAILABLE."""
+        was = self.serving
         self.admitting = False
-        self._on_health_change(False)
-        deadline = asyncio.get_running_loop().time() + grace_s
-        while self.scheduler.has_work() and asyncio.get_running_loop().time() < deadline:
+        if was:
+            self._on_health_change(False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self.scheduler.has_work() and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for state in self.scheduler.fail_all():
-            state.context.put_nowait(ShuttingDown(f"the server shut down before this request finished "
-                                                  f"(drain period {grace_s:g} s)"))
-        if self._loop_task:
-            self._loop_task.cancel()
-            try:
-                await self._loop_task
-            except asyncio.CancelledError:
-                pass
+            state.sink.fail(ShuttingDown(f"the server shut down before this request finished "
+                                         f"(drain period {grace_s:g} s)"))
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tokenize.shutdown(wait=False)
+
+    def shutdown_replicas(self) -> None:
+        for replica in self.replicas.values():
+            replica.shutdown()
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+

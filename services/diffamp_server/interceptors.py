@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import DecodeError
 
-OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+"""Methods that answer without the bearer token: only health, so probes work. Reflection needs the token."""
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):

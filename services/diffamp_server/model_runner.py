@@ -8,7 +8,7 @@ import torch
 
 from .kv_cache import SlotKVCache, attention_mask
 from .loading import ModelSource, context_length, load_model, resolve_device, resolve_dtype
-from .plan import StepPlan
+from .plan import BatchPlan
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class RunnerInfo:
     context_length: int
     logits_size: int
     kv_cache_bytes: int
+    engine: str = "eager"
 
 
 class ModelRunner:
@@ -66,7 +67,7 @@ class ModelRunner:
         return out.logits[:, -1]
 
     @torch.inference_mode()
-    def run(self, plan: StepPlan) -> torch.Tensor:
+    def run(self, plan: BatchPlan, model: str) -> torch.Tensor:
         """Apply the plan's moves, decode the old rows, prefill the new ones; logits for rows [0, plan.num_rows)."""
         for src, dst in plan.moves:
             length = int(self.lengths[src])
@@ -75,9 +76,11 @@ class ModelRunner:
         parts = []
         if plan.num_decode_rows:
             tokens = torch.tensor(plan.decode_token_ids, dtype=torch.long, device=self.device)
-            parts.append(self.decode(tokens, torch.ones_like(tokens, dtype=torch.bool)))
+            budgets = plan.budgets[: plan.num_decode_rows] or [1] * plan.num_decode_rows
+            parts.append(self.decode(tokens, torch.tensor(budgets, device=self.device) > 0))
         if plan.prefills:
-            parts.append(self._prefill(plan.num_decode_rows, plan.prefills))
+            parts.append(self._prefill(plan.num_decode_rows, [p.ids(model) for p in plan.prefills],
+                                       [p.rows for p in plan.prefills]))
         return torch.cat(parts) if parts else torch.empty(0, device=self.device)
 
     @torch.inference_mode()
@@ -90,26 +93,26 @@ class ModelRunner:
         self.lengths[:b] += advance.to(self.device)
         return logits
 
-    def _prefill(self, first_row: int, prefills) -> torch.Tensor:
+    def _prefill(self, first_row: int, prompts: list[list[int]], rows: list[list[int]]) -> torch.Tensor:
         """All new prompts in one forward, left-padded so each prompt's last token is the last column.
         Padding is written at the slot's last position, which the mask hides until a real token overwrites it."""
-        width = max(len(p.token_ids) for p in prefills)
-        ids = torch.zeros(len(prefills), width, dtype=torch.long)
-        positions = torch.full((len(prefills), width), self.max_seq_len - 1, dtype=torch.long)
-        for j, p in enumerate(prefills):
-            n = len(p.token_ids)
-            ids[j, width - n:] = torch.tensor(p.token_ids)
+        width = max(len(p) for p in prompts)
+        ids = torch.zeros(len(prompts), width, dtype=torch.long)
+        positions = torch.full((len(prompts), width), self.max_seq_len - 1, dtype=torch.long)
+        for j, p in enumerate(prompts):
+            n = len(p)
+            ids[j, width - n:] = torch.tensor(p)
             positions[j, width - n:] = torch.arange(n)
-        rows = slice(first_row, first_row + len(prefills))
-        logits = self._forward(ids.to(self.device), rows, positions.to(self.device))
+        first = slice(first_row, first_row + len(prompts))
+        logits = self._forward(ids.to(self.device), first, positions.to(self.device))
         parts = [logits]
-        for j, p in enumerate(prefills):
-            n = len(p.token_ids)
+        for j, (p, r) in enumerate(zip(prompts, rows)):
+            n = len(p)
             self.lengths[first_row + j] = n
-            for row in p.rows[1:]:
+            for row in r[1:]:
                 self.cache.copy_row(first_row + j, row, n)
                 self.lengths[row] = n
-            parts.append(logits[j].expand(len(p.rows) - 1, -1))
+            parts.append(logits[j].expand(len(r) - 1, -1))
         return torch.cat(parts)
 
     def info(self) -> RunnerInfo:

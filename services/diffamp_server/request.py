@@ -1,183 +1,248 @@
-"""Requests as the gateway sees them after the edge: plain fields in, a validated SequenceRequest out.
+"""Generate and Compare requests as the gateway sees them after the edge: plain fields in, a validated
+SequenceRequest out.
 
-Every rule a field must meet lives here, so the gRPC servicer and the library API enforce the same ones.
+The rules on prompts, sampling options, n, seeds and logprobs live here and are shared by the gRPC servicer,
+the library API and the sweep; the sweep's own rules (prompt ids, alphas, detectors, totals) are in sweep.py.
+Validation happens in two steps so that nothing expensive runs before the cheap checks pass:
+`validate_generate` checks every field without tokenizing (prompt size is bounded by the context first), then
+`to_request` takes the tokenized prompt and checks its length.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from diffamp.common.defaults import GENERATE, MAX_SAMPLE_INDEX, RequestLimits, SamplingDefaults
 
 from .errors import InvalidArgument
 from .plan import SamplingParams
 
 ROLES = ("system", "user", "assistant")
-DEFAULT_ALPHA = 1.0
-DEFAULT_TEMPERATURE = 0.8
-DEFAULT_TOP_P = 0.95
-DEFAULT_MAX_NEW_TOKENS = 80
+MAX_SEED = 2**64
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The bounds requests are checked against (from ServerConfig and the loaded models)."""
+@dataclass(frozen=True, kw_only=True)
+class PromptInput:
+    """Exactly one of text, messages or token_ids. system_prompt and raw apply to text."""
 
-    max_n: int
-    max_logprobs: int
-    max_stop_strings: int
-    max_stop_string_chars: int
-    alpha_bound: float
-    max_seq_len: int
-    shared_vocab_size: int
-    max_prompt_chars: int = 1_000_000
-
-
-@dataclass(frozen=True)
-class GenerateInput:
-    """A Generate (or Compare) request's fields, unvalidated. None means "unset": use the default."""
-
-    prompt: str = ""
-    system_prompt: str = ""
+    text: str = ""
     messages: tuple[tuple[str, str], ...] = ()
-    prompt_token_ids: tuple[int, ...] = ()
-    raw_prompt: bool = False
-    alpha: float | None = None
-    n: int = 0
-    max_new_tokens: int = 0
+    token_ids: tuple[int, ...] = ()
+    system_prompt: str = ""
+    raw: bool = False
+    field_prefix: str = "prompt"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingInput:
+    """Sampling options as sent; None (and 0 for the integers) means "the default"."""
+
     temperature: float | None = None
     top_p: float | None = None
     top_k: int = 0
-    seed: int | None = None
+    max_new_tokens: int = 0
+    min_new_tokens: int = 0
     stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateInput:
+    prompt: PromptInput
+    sampling: SamplingInput = field(default_factory=SamplingInput)
+    alpha: float | None = None
+    n: int = 0
+    seed: int | None = None
     logprobs: int | None = None
     first_sample_index: int = 0
-    min_new_tokens: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """The bounds requests are checked against: the configured request limits and the loaded models."""
+
+    request: RequestLimits
+    max_seq_len: int
+    max_token_chars: int
+    """The longest token in the after vocabulary, in characters: a prompt of c characters has at least
+    c / max_token_chars tokens, which bounds the prompt before it is tokenized."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """Sampling options with defaults applied, every one checked."""
+
+    temperature: float
+    top_p: float
+    top_k: int
+    max_new_tokens: int
+    min_new_tokens: int
+    stop: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncodedPrompt:
+    """The prompt as each model sees it. before_ids is None when the before model sees the same ids."""
+
+    after_ids: tuple[int, ...]
+    before_ids: tuple[int, ...] | None = None
+
+    @property
+    def longest(self) -> int:
+        return max(len(self.after_ids), len(self.before_ids or ()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateSpec:
+    """A validated Generate or Compare request, its prompt not yet tokenized."""
+
+    sampling: Sampling
+    alphas: tuple[float, ...]
+    """One alpha per sample (Compare: 0 then -1; Generate: n times the same)."""
+    first_index: int
+    seed: int
+    logprobs: int | None
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class SequenceRequest:
     """A validated request: one prompt and the samples drawn from it."""
 
-    prompt_ids: list[int]
-    samples: list[SamplingParams]
+    prompt: EncodedPrompt
+    samples: tuple[SamplingParams, ...]
     max_new_tokens: int
-    stop: tuple[str, ...] = ()
-    seed: int = 0
+    stop: tuple[str, ...]
+    seed: int
     logprobs: int | None = None
-    labels: tuple[str, ...] = field(default=())
+    labels: tuple[str, ...] = ()
 
 
-def check_prompt_source(inp: GenerateInput, limits: Limits) -> None:
-    """Exactly one of prompt, messages, prompt_token_ids; each well-formed."""
-    given = [name for name, v in (("prompt", inp.prompt), ("messages", inp.messages),
-                                  ("prompt_token_ids", inp.prompt_token_ids)) if v]
-    if not given:
-        raise InvalidArgument("prompt", "empty: set one of prompt, messages or prompt_token_ids")
-    if len(given) > 1:
-        raise InvalidArgument(given[1], f"set only one of prompt, messages, prompt_token_ids (got {', '.join(given)})")
-    total_chars = len(inp.prompt) + len(inp.system_prompt) + sum(len(c) for _, c in inp.messages)
-    if total_chars > limits.max_prompt_chars:
-        raise InvalidArgument("prompt", f"{total_chars} characters exceeds the limit of {limits.max_prompt_chars}")
-    for i, (role, content) in enumerate(inp.messages):
+def check_prompt(prompt: PromptInput, limits: Limits) -> None:
+    """Exactly one source, each well-formed, and not obviously longer than the context: all before tokenizing."""
+    p = prompt.field_prefix
+    sources = [(name, value) for name, value in (("text", prompt.text), ("conversation", prompt.messages),
+                                                 ("token_ids", prompt.token_ids)) if value]
+    if not sources:
+        raise InvalidArgument(p, "empty: set one of text, conversation or token_ids")
+    if len(sources) > 1:
+        raise InvalidArgument(f"{p}.{sources[1][0]}", f"set only one of text, conversation, token_ids "
+                                                      f"(got {', '.join(n for n, _ in sources)})")
+    for i, (role, content) in enumerate(prompt.messages):
         if role not in ROLES:
-            raise InvalidArgument(f"messages[{i}].role", f"{role!r} is not one of {', '.join(ROLES)}")
+            raise InvalidArgument(f"{p}.conversation.messages[{i}].role", f"{role!r} is not one of {', '.join(ROLES)}")
         if not content:
-            raise InvalidArgument(f"messages[{i}].content", "empty")
-    for i, token in enumerate(inp.prompt_token_ids):
-        if not 0 <= token < limits.shared_vocab_size:
-            raise InvalidArgument(
-                f"prompt_token_ids[{i}]",
-                f"{token} is outside the vocabulary both models share, [0, {limits.shared_vocab_size})",
-            )
+            raise InvalidArgument(f"{p}.conversation.messages[{i}].content", "empty")
+    chars = len(prompt.text) + len(prompt.system_prompt) + sum(len(c) for _, c in prompt.messages)
+    if chars > limits.request.max_prompt_chars:
+        raise InvalidArgument(p, f"{chars} characters exceeds the limit of {limits.request.max_prompt_chars}")
+    fewest_tokens = max(math.ceil(chars / max(limits.max_token_chars, 1)), len(prompt.messages),
+                        len(prompt.token_ids))
+    if fewest_tokens > limits.max_seq_len:
+        raise InvalidArgument(p, f"at least {fewest_tokens} tokens ({chars} characters, {len(prompt.messages)} "
+                                 f"messages, {len(prompt.token_ids)} ids) cannot fit the context limit of "
+                                 f"{limits.max_seq_len} tokens")
 
 
-def _finite(field_name: str, value: float) -> None:
+def _finite(name: str, value: float) -> None:
     if not math.isfinite(value):
-        raise InvalidArgument(field_name, f"{value} is not finite")
+        raise InvalidArgument(name, f"{value} is not finite")
 
 
-def resolve_sampling(inp: GenerateInput, limits: Limits) -> tuple[float, float, float, int, int]:
-    """alpha, temperature, top_p, top_k, max_new_tokens with defaults applied, each checked."""
-    alpha = DEFAULT_ALPHA if inp.alpha is None else inp.alpha
-    _finite("alpha", alpha)
-    if abs(alpha) > limits.alpha_bound:
-        raise InvalidArgument("alpha", f"{alpha} is outside [-{limits.alpha_bound:g}, {limits.alpha_bound:g}]")
-    temperature = DEFAULT_TEMPERATURE if inp.temperature is None else inp.temperature
-    _finite("temperature", temperature)
+def check_alpha(alpha: float, limits: Limits, name: str = "alpha") -> float:
+    _finite(name, alpha)
+    bound = limits.request.alpha_bound
+    if abs(alpha) > bound:
+        raise InvalidArgument(name, f"{alpha} is outside [-{bound:g}, {bound:g}]")
+    return alpha
+
+
+def resolve_sampling(s: SamplingInput, defaults: SamplingDefaults, limits: Limits, prefix: str = "sampling") -> Sampling:
+    """Defaults applied, each option checked."""
+    temperature = defaults.temperature if s.temperature is None else s.temperature
+    _finite(f"{prefix}.temperature", temperature)
     if temperature < 0:
-        raise InvalidArgument("temperature", f"{temperature} is negative; use 0 for greedy")
-    top_p = DEFAULT_TOP_P if inp.top_p is None else inp.top_p
+        raise InvalidArgument(f"{prefix}.temperature", f"{temperature} is negative; use 0 for greedy")
+    top_p = defaults.top_p if s.top_p is None else s.top_p
     if not (math.isfinite(top_p) and 0 < top_p <= 1):
-        raise InvalidArgument("top_p", f"{top_p} is outside (0, 1]")
-    if inp.top_k < 0:
-        raise InvalidArgument("top_k", f"{inp.top_k} is negative; use 0 to turn top-k off")
-    max_new = inp.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+        raise InvalidArgument(f"{prefix}.top_p", f"{top_p} is outside (0, 1]")
+    if s.top_k < 0:
+        raise InvalidArgument(f"{prefix}.top_k", f"{s.top_k} is negative; use 0 to turn top-k off")
+    max_new = s.max_new_tokens or defaults.max_new_tokens
     if max_new < 1:
-        raise InvalidArgument("max_new_tokens", f"{max_new} is below 1")
-    if not 0 <= inp.min_new_tokens <= max_new:
-        raise InvalidArgument("min_new_tokens", f"{inp.min_new_tokens} is outside [0, max_new_tokens = {max_new}]")
-    return alpha, temperature, top_p, inp.top_k, max_new
+        raise InvalidArgument(f"{prefix}.max_new_tokens", f"{max_new} is below 1")
+    if max_new >= limits.max_seq_len:
+        raise InvalidArgument(f"{prefix}.max_new_tokens",
+                              f"{max_new} leaves no room for a prompt in the context limit of {limits.max_seq_len}")
+    if not 0 <= s.min_new_tokens <= max_new:
+        raise InvalidArgument(f"{prefix}.min_new_tokens", f"{s.min_new_tokens} is outside [0, max_new_tokens = {max_new}]")
+    if len(s.stop) > limits.request.max_stop_strings:
+        raise InvalidArgument(f"{prefix}.stop", f"{len(s.stop)} stop strings exceeds the limit of "
+                                                f"{limits.request.max_stop_strings}")
+    for i, stop in enumerate(s.stop):
+        if not stop:
+            raise InvalidArgument(f"{prefix}.stop[{i}]", "empty stop string")
+        if len(stop) > limits.request.max_stop_string_chars:
+            raise InvalidArgument(f"{prefix}.stop[{i}]", f"{len(stop)} characters exceeds the limit of "
+                                                         f"{limits.request.max_stop_string_chars}")
+    return Sampling(temperature=temperature, top_p=top_p, top_k=s.top_k, max_new_tokens=max_new,
+                    min_new_tokens=s.min_new_tokens, stop=tuple(s.stop))
 
 
-def check_options(inp: GenerateInput, limits: Limits) -> int:
-    """n (with its default), stop strings and logprobs."""
+def check_seed(seed: int | None) -> int:
+    """The request's seed, or a fresh one."""
+    if seed is None:
+        return secrets.randbits(63)
+    if not 0 <= seed < MAX_SEED:
+        raise InvalidArgument("seed", f"{seed} is outside [0, 2^64)")
+    return seed
+
+
+def validate_generate(inp: GenerateInput, limits: Limits) -> GenerateSpec:
+    """Every field of a Generate request except the prompt's length in tokens."""
+    check_prompt(inp.prompt, limits)
+    sampling = resolve_sampling(inp.sampling, GENERATE, limits)
+    alpha = check_alpha(GENERATE.alpha if inp.alpha is None else inp.alpha, limits)
     n = inp.n or 1
-    if n < 1 or n > limits.max_n:
-        raise InvalidArgument("n", f"{n} is outside [1, {limits.max_n}]")
-    if len(inp.stop) > limits.max_stop_strings:
-        raise InvalidArgument("stop", f"{len(inp.stop)} stop strings exceeds the limit of {limits.max_stop_strings}")
-    for i, s in enumerate(inp.stop):
-        if not s:
-            raise InvalidArgument(f"stop[{i}]", "empty stop string")
-        if len(s) > limits.max_stop_string_chars:
-            raise InvalidArgument(f"stop[{i}]", f"{len(s)} characters exceeds the limit of {limits.max_stop_string_chars}")
-    if inp.logprobs is not None and not 0 <= inp.logprobs <= limits.max_logprobs:
-        raise InvalidArgument("logprobs", f"{inp.logprobs} is outside [0, {limits.max_logprobs}]")
-    return n
+    if not 1 <= n <= limits.request.max_n:
+        raise InvalidArgument("n", f"{n} is outside [1, {limits.request.max_n}]")
+    if inp.logprobs is not None and not 0 <= inp.logprobs <= limits.request.max_logprobs:
+        raise InvalidArgument("logprobs", f"{inp.logprobs} is outside [0, {limits.request.max_logprobs}]")
+    if not 0 <= inp.first_sample_index or inp.first_sample_index + n > MAX_SAMPLE_INDEX:
+        raise InvalidArgument("first_sample_index", f"first_sample_index {inp.first_sample_index} + n {n} is outside "
+                                                    f"[0, 2^32]")
+    return GenerateSpec(sampling=sampling, alphas=(alpha,) * n, first_index=inp.first_sample_index,
+                        seed=check_seed(inp.seed), logprobs=inp.logprobs)
 
 
-def check_length(prompt_len: int, max_new_tokens: int, limits: Limits) -> None:
-    if prompt_len == 0:
-        raise InvalidArgument("prompt", "tokenizes to no tokens")
-    if prompt_len + max_new_tokens > limits.max_seq_len:
+def validate_compare(inp: GenerateInput, limits: Limits) -> GenerateSpec:
+    """Two samples from one prefill: the after model alone (alpha 0, sample 0) and the before model alone
+    (alpha -1, sample 1)."""
+    check_prompt(inp.prompt, limits)
+    sampling = resolve_sampling(inp.sampling, GENERATE, limits)
+    return GenerateSpec(sampling=sampling, alphas=(0.0, -1.0), first_index=0, seed=check_seed(inp.seed),
+                        logprobs=None, labels=("after", "before"))
+
+
+def check_length(prompt: EncodedPrompt, max_new_tokens: int, limits: Limits, name: str = "prompt") -> None:
+    if not prompt.after_ids:
+        raise InvalidArgument(name, "tokenizes to no tokens")
+    if prompt.longest + max_new_tokens > limits.max_seq_len:
         raise InvalidArgument(
-            "max_new_tokens",
-            f"prompt of {prompt_len} tokens + max_new_tokens {max_new_tokens} = {prompt_len + max_new_tokens} "
+            "sampling.max_new_tokens",
+            f"prompt of {prompt.longest} tokens + max_new_tokens {max_new_tokens} = {prompt.longest + max_new_tokens} "
             f"exceeds the context limit of {limits.max_seq_len} tokens",
         )
 
 
-def new_seed() -> int:
-    return secrets.randbits(63)
-
-
-def build_request(inp: GenerateInput, tokenize: Callable[[GenerateInput], list[int]], limits: Limits) -> SequenceRequest:
-    """Validate `inp` into an amplified request of n samples; `tokenize` turns its prompt into ids."""
-    check_prompt_source(inp, limits)
-    alpha, temperature, top_p, top_k, max_new = resolve_sampling(inp, limits)
-    n = check_options(inp, limits)
-    prompt_ids = tokenize(inp)
-    check_length(len(prompt_ids), max_new, limits)
-    seed = new_seed() if inp.seed is None else inp.seed
-    if not 0 <= inp.first_sample_index < 2**32:
-        raise InvalidArgument("first_sample_index", f"{inp.first_sample_index} is outside [0, 2^32)")
-    first = inp.first_sample_index
-    samples = [SamplingParams(alpha, temperature, top_p, top_k, seed, i, inp.logprobs, inp.min_new_tokens)
-               for i in range(first, first + n)]
-    return SequenceRequest(prompt_ids, samples, max_new, inp.stop, seed, inp.logprobs)
-
-
-def build_compare_request(inp: GenerateInput, tokenize: Callable[[GenerateInput], list[int]],
-                          limits: Limits) -> SequenceRequest:
-    """Two samples from one prefill: the after model alone (alpha 0) and the before model alone (alpha -1)."""
-    check_prompt_source(inp, limits)
-    _, temperature, top_p, top_k, max_new = resolve_sampling(inp, limits)
-    check_options(inp, limits)
-    prompt_ids = tokenize(inp)
-    check_length(len(prompt_ids), max_new, limits)
-    seed = new_seed() if inp.seed is None else inp.seed
-    samples = [SamplingParams(a, temperature, top_p, top_k, seed, i, None, inp.min_new_tokens)
-               for i, a in enumerate((0.0, -1.0))]
-    return SequenceRequest(prompt_ids, samples, max_new, inp.stop, seed, None, labels=("after", "before"))
+def to_request(spec: GenerateSpec, prompt: EncodedPrompt, limits: Limits) -> SequenceRequest:
+    """The validated request, once its prompt is tokenized."""
+    s = spec.sampling
+    check_length(prompt, s.max_new_tokens, limits)
+    samples = tuple(SamplingParams(alpha=alpha, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                                   seed=spec.seed, sample_index=spec.first_index + i, logprobs=spec.logprobs,
+                                   min_new_tokens=s.min_new_tokens)
+                    for i, alpha in enumerate(spec.alphas))
+    return SequenceRequest(prompt=prompt, samples=samples, max_new_tokens=s.max_new_tokens, stop=s.stop,
+                           seed=spec.seed, logprobs=spec.logprobs, labels=spec.labels)

@@ -1,230 +1,339 @@
-"""Continuous batching: which sequences hold KV rows, what each step runs, and when a sample stops.
+"""Continuous batching: which samples hold KV rows on which replica, what each worker call runs, and who gets
+the next free rows. Synchronous; knows nothing of gRPC, Ray or asyncio.
 
-The scheduler is synchronous and knows nothing of gRPC, Ray or asyncio. Each worker call:
-`next_plan()` frees the rows of finished and cancelled samples (packing survivors to the front),
-admits waiting samples into free rows (a request larger than the free rows is admitted in chunks, each
-prefilled once, taking turns with the requests behind it), and returns the StepPlan, which lets the
-worker decode up to `decode_steps` tokens per row; `apply(plan, result)` feeds the sampled tokens back
-and returns, per sample, one event with everything it gained.
+Per replica, `next_plan(replica)` frees the rows of finished and cancelled samples (packing survivors to the
+front), admits waiting samples into the free rows and returns the BatchPlan; `samples_of(replica, plan)`
+names the sample each result row belongs to. Output (text, stop rules) is output.py's job.
+
+Failures: when a worker call fails, every request in it becomes a suspect and its samples return to the
+queue. Suspects are re-admitted one request at a time, alone among suspects on the replica; a request that
+fails again while it is the only suspect in the call is the cause, and the caller ends it. Everyone else
+continues.
+
+Fairness: free rows go one at a time to the client holding the fewest rows across all replicas, and within
+that client to the request holding the fewest; ties go to the earliest. A big request never keeps a waiting
+one from the next free rows, whatever is queued ahead. A request larger than the free rows is admitted in
+chunks, each prefilled once. Samples of a failed replica return to the queue and continue elsewhere from the
+tokens they already have.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
-from dataclasses import dataclass, field
 
-from .detokenizer import IncrementalDetokenizer, byte_fallback_ids
 from .errors import Overloaded
-from .plan import Prefill, StepPlan, StepResult, TokenLogprobs
+from .events import EventSink
+from .output import OutputProcessor, SampleOutput
+from .plan import BatchPlan, Prefill, SamplingParams
 from .request import SequenceRequest
-
-FINISH_STOP = "stop"
-FINISH_LENGTH = "length"
-FINISH_STOP_STRING = "stop_string"
-
-
-@dataclass
-class SampleEvent:
-    """What one step adds to one sample. finish_reason is set on the sample's last event only."""
-
-    index: int
-    text: str
-    token_ids: list[int]
-    logprobs: list[TokenLogprobs]
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    seed: int = 0
 
 
 class Sample:
     """One sequence being generated."""
 
-    def __init__(self, request: "RequestState", index: int, detokenizer: IncrementalDetokenizer):
-        self.request = request
-        self.index = index
-        self.token_ids: list[int] = []
-        self.detokenizer = detokenizer
-        self.text = ""
-        self.emitted = 0
-        self.finish_reason: str | None = None
+    __slots__ = ("owner", "params", "output")
+
+    def __init__(self, owner: "RequestState", params: SamplingParams, output: SampleOutput):
+        self.owner = owner
+        self.params = params
+        self.output = output
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.output.token_ids
 
     @property
     def done(self) -> bool:
-        return self.finish_reason is not None or self.request.cancelled
+        return self.output.finish_reason is not None or self.owner.cancelled
 
 
-@dataclass(eq=False)
 class RequestState:
-    """A submitted request and its samples. `context` is free for the caller (e.g. an asyncio.Queue)."""
+    """A submitted request: where its events go, how many of its samples were admitted, and what it holds."""
 
-    request: SequenceRequest
-    samples: list[Sample] = field(default_factory=list)
-    cancelled: bool = False
-    context: object = None
-    admitted: int = 0
-
-    @property
-    def waiting_samples(self) -> int:
-        return self.n - self.admitted
+    def __init__(self, request: SequenceRequest, sink: EventSink, client: str, seq: int):
+        self.request = request
+        self.sink = sink
+        self.client = client
+        self.seq = seq
+        self.admitted = 0
+        self.held = 0
+        self.resume: deque[Sample] = deque()
+        self.cancelled = False
+        self.released = 0
+        self.failures = 0
+        self.suspect = False
 
     @property
     def n(self) -> int:
         return len(self.request.samples)
 
     @property
+    def waiting(self) -> int:
+        return 0 if self.cancelled else self.n - self.admitted + len(self.resume)
+
+    @property
     def finished(self) -> bool:
-        return self.cancelled or all(s.finish_reason is not None for s in self.samples)
+        return self.cancelled or self.released == self.n
 
 
 class Scheduler:
-    def __init__(self, tokenizer, eos_ids: set[int], max_batch_size: int, max_queued: int, decode_steps: int = 1):
-        self.tokenizer = tokenizer
-        self.decode_steps = decode_steps
-        self.byte_ids = byte_fallback_ids(tokenizer)
-        self.eos_ids = frozenset(eos_ids)
-        self.max_batch_size = max_batch_size
+    def __init__(self, output: OutputProcessor, *, max_queued: int, decode_steps: int = 1):
+        self.output = output
         self.max_queued = max_queued
-        self.rows: list[Sample] = []
-        self.waiting: deque[RequestState] = deque()
+        self.decode_steps = decode_steps
+        self.rows: dict[str, list[Sample]] = {}
+        self.slots: dict[str, int] = {}
+        self.retiring: set[str] = set()
+        self.pending_moves: dict[str, list[tuple[int, int]]] = {}
+        self.waiting: dict[str, list[RequestState]] = {}
+        self.client_held: dict[str, int] = {}
+        self.queued = 0
+        self._seq = itertools.count()
 
-    # -- submission -------------------------------------------------------------------------------
-    def submit(self, request: SequenceRequest, context: object = None) -> RequestState:
+    # -- replicas -----------------------------------------------------------------------------------
+    def add_replica(self, replica: str, slots: int) -> None:
+        self.rows[replica] = []
+        self.slots[replica] = slots
+        self.pending_moves[replica] = []
+
+    def retire_replica(self, replica: str) -> None:
+        """Admit nothing more to `replica`; its live samples run to the end."""
+        self.retiring.add(replica)
+
+    def remove_replica(self, replica: str) -> None:
+        """Forget `replica`; its live samples go back to the queue, to continue elsewhere."""
+        self.requeue(replica)
+        del self.rows[replica], self.slots[replica], self.pending_moves[replica]
+        self.retiring.discard(replica)
+
+    def failed_call(self, replica: str) -> list[RequestState]:
+        """Record that a call of `replica` failed; returns the requests found to cause it (see the module
+        docstring). Call before requeue()."""
+        in_call = {id(s.owner): s.owner for s in self.rows[replica] if not s.done}.values()
+        suspects = [state for state in in_call if state.suspect]
+        guilty = []
+        for state in in_call:
+            state.failures += 1
+            state.suspect = True
+        if len(suspects) == 1 and suspects[0].failures >= 2:
+            guilty.append(suspects[0])
+        return guilty
+
+    def succeeded(self, replica: str, plan: BatchPlan) -> None:
+        """A call went through: the requests in it are no longer suspects."""
+        for sample in self.samples_of(replica, plan):
+            sample.owner.suspect = False
+
+    def requeue(self, replica: str) -> int:
+        """The replica lost its KV cache (it failed): its unfinished samples wait for rows again, keeping the
+        tokens they have. Returns how many."""
+        count = 0
+        for sample in self.rows[replica]:
+            self._unhold(sample.owner)
+            if sample.done:
+                self._released(sample.owner)
+                continue
+            state = sample.owner
+            if not state.waiting:
+                self.waiting.setdefault(state.client, []).append(state)
+            state.resume.append(sample)
+            self.queued += 1
+            count += 1
+        self.rows[replica] = []
+        self.pending_moves[replica] = []
+        return count
+
+    # -- submission -----------------------------------------------------------------------------------
+    def submit(self, request: SequenceRequest, sink: EventSink, client: str = "") -> RequestState:
         n = len(request.samples)
-        free_rows = self.max_batch_size - len(self.rows)
-        if self.queued_sequences + n > self.max_queued + free_rows:
-            raise Overloaded(
-                f"admission queue full: {self.queued_sequences} sequences waiting for {free_rows} free KV slots, "
-                f"queue limit {self.max_queued}; retry later"
-            )
-        state = RequestState(request, context=context)
-        state.samples = [Sample(state, p.sample_index, IncrementalDetokenizer(self.tokenizer, self.byte_ids))
-                         for p in request.samples]
-        self.waiting.append(state)
+        free = self.free_slots
+        if self.queued + n > self.max_queued + free:
+            raise Overloaded(f"admission queue full: {self.queued} sequences waiting for {free} free KV slots, "
+                             f"queue limit {self.max_queued}; retry later")
+        state = RequestState(request, sink, client, next(self._seq))
+        self.waiting.setdefault(client, []).append(state)
+        self.queued += n
         return state
 
     def cancel(self, state: RequestState) -> None:
-        """The request's rows are freed at the next plan; a waiting request just leaves the queue."""
+        """A waiting request leaves the queue now; its rows are freed at the next plan of their replica."""
+        if state.cancelled:
+            return
+        self.queued -= state.waiting
         state.cancelled = True
-        if state in self.waiting:
-            self.waiting.remove(state)
+        queue = self.waiting.get(state.client)
+        if queue and state in queue:
+            queue.remove(state)
+            if not queue:
+                del self.waiting[state.client]
 
-    # -- load ---------------------------------------------------------------------------------------
+    # -- load -------------------------------------------------------------------------------------------
     @property
     def live_sequences(self) -> int:
-        return len(self.rows)
+        return sum(len(rows) for rows in self.rows.values())
 
     @property
     def queued_sequences(self) -> int:
-        return sum(s.waiting_samples for s in self.waiting)
+        return self.queued
+
+    @property
+    def free_slots(self) -> int:
+        return sum(self.slots[r] - len(rows) for r, rows in self.rows.items() if r not in self.retiring)
 
     def kv_tokens_used(self) -> int:
-        return sum(len(s.request.request.prompt_ids) + len(s.token_ids) for s in self.rows)
+        return sum(s.owner.request.prompt.longest + len(s.token_ids) for rows in self.rows.values() for s in rows)
 
     def has_work(self) -> bool:
-        return bool(self.rows or self.waiting)
+        return bool(self.queued or any(self.rows.values()))
 
-    # -- stepping -----------------------------------------------------------------------------------
-    def _release_done(self) -> list[tuple[int, int]]:
-        """Drop finished rows, filling each hole with the last live row; the moves the workers must copy."""
+    def live_requests(self) -> list[RequestState]:
+        states = {id(s.owner): s.owner for rows in self.rows.values() for s in rows}
+        for queue in self.waiting.values():
+            states.update((id(s), s) for s in queue)
+        return list(states.values())
+
+    # -- planning ----------------------------------------------------------------------------------------
+    def _unhold(self, state: RequestState) -> None:
+        state.held -= 1
+        self.client_held[state.client] -= 1
+        if not self.client_held[state.client]:
+            del self.client_held[state.client]
+
+    def _released(self, state: RequestState) -> None:
+        state.released += 1
+
+    def _release_done(self, replica: str) -> list[tuple[int, int]]:
+        """Drop finished rows, filling each hole with the last live row; the moves the worker must copy."""
+        rows = self.rows[replica]
         moves = []
-        rows = self.rows
-        while rows and rows[-1].done:
-            rows.pop()
+
+        def pop_done_tail():
+            while rows and rows[-1].done:
+                done = rows.pop()
+                self._unhold(done.owner)
+                self._released(done.owner)
+
+        pop_done_tail()
         i = 0
         while i < len(rows):
             if rows[i].done:
+                self._unhold(rows[i].owner)
+                self._released(rows[i].owner)
                 rows[i] = rows.pop()
                 moves.append((len(rows), i))
-                while rows and rows[-1].done:
-                    rows.pop()
+                pop_done_tail()
             i += 1
         return moves
 
-    def next_plan(self) -> StepPlan | None:
-        moves = self._release_done()
-        decode_ids = [s.token_ids[-1] for s in self.rows]
-        admitted: list[tuple[RequestState, slice]] = []
-        free = self.max_batch_size - len(self.rows)
-        while self.waiting and free:
-            state = self.waiting.popleft()
-            take = min(state.waiting_samples, free)
-            free -= take
-            admitted.append((state, slice(state.admitted, state.admitted + take)))
-            state.admitted += take
-            if state.waiting_samples:
-                self.waiting.append(state)  # round robin: a big request cannot starve the ones behind it
-        prefills = self._lay_out(admitted)
-        if not self.rows:
-            return None
-        budgets = [s.request.request.max_new_tokens - len(s.token_ids) for s in self.rows]
-        return StepPlan(moves, len(decode_ids), decode_ids, prefills, budgets, self.decode_steps)
+    def _pick(self, replica: str, free: int) -> dict[RequestState, int]:
+        """How many rows each waiting request gets: one row at a time to the client, then the request, that
+        holds the fewest (counting rows given in this round); ties to the earliest. A request whose client is
+        not reading (its sink is full) gets none; at most one suspect request is let in, and only when no
+        suspect runs on the replica."""
+        picks: dict[RequestState, int] = {}
+        requests: dict[str, list] = {}
+        suspect_allowed = not any(s.owner.suspect for s in self.rows[replica])
+        suspects = sorted((s for queue in self.waiting.values() for s in queue if s.suspect), key=lambda s: s.seq)
+        admitted_suspect = suspects[0] if suspect_allowed and suspects else None
+        for client, queue in self.waiting.items():
+            ready = [(s.held, s.seq, s) for s in queue
+                     if not s.sink.full and (not s.suspect or s is admitted_suspect)]
+            if ready:
+                heapq.heapify(ready)
+                requests[client] = ready
+        clients = [(self.client_held.get(c, 0), heap[0][1], c) for c, heap in requests.items()]
+        heapq.heapify(clients)
+        while free and clients:
+            held, _, client = heapq.heappop(clients)
+            heap = requests[client]
+            state_held, seq, state = heapq.heappop(heap)
+            picks[state] = picks.get(state, 0) + 1
+            free -= 1
+            if state.waiting > picks[state]:
+                heapq.heappush(heap, (state_held + 1, seq, state))
+            if heap:
+                heapq.heappush(clients, (held + 1, heap[0][1], client))
+        return picks
 
-    def _lay_out(self, admitted: list[tuple[RequestState, slice]]) -> list[Prefill]:
-        """Rows for the admitted chunks: every chunk's first sample, in order, then the rest (plan.py)."""
-        firsts = [state.samples[chunk][0] for state, chunk in admitted]
-        rest_start = len(self.rows) + len(firsts)
+    def _admit(self, replica: str, picks: dict[RequestState, int]) -> list[Prefill]:
+        """Rows for the picked samples: every prefill's first row, in order, then the rest (plan.py)."""
+        rows = self.rows[replica]
+        groups: list[list[Sample]] = []
+        for state, count in picks.items():
+            while count and state.resume:
+                groups.append([state.resume.popleft()])
+                count -= 1
+            if count:
+                groups.append([self._new_sample(state, state.admitted + i) for i in range(count)])
+                state.admitted += count
+            taken = picks[state]
+            state.held += taken
+            self.client_held[state.client] = self.client_held.get(state.client, 0) + taken
+            self.queued -= taken
+            if not state.waiting:
+                queue = self.waiting[state.client]
+                queue.remove(state)
+                if not queue:
+                    del self.waiting[state.client]
+        first_row = len(rows)
+        rest_row = first_row + len(groups)
         prefills = []
-        for j, (state, chunk) in enumerate(admitted):
-            count = chunk.stop - chunk.start
-            rows = [len(self.rows) + j] + list(range(rest_start, rest_start + count - 1))
-            rest_start += count - 1
-            prefills.append(Prefill(list(state.request.prompt_ids), rows, state.request.samples[chunk]))
-        self.rows.extend(firsts)
-        for state, chunk in admitted:
-            self.rows.extend(state.samples[chunk][1:])
+        for j, group in enumerate(groups):
+            head = group[0]
+            prompt = head.owner.request.prompt
+            continued = list(head.token_ids)
+            prefills.append(Prefill(
+                after_ids=list(prompt.after_ids) + continued,
+                before_ids=None if prompt.before_ids is None else list(prompt.before_ids) + continued,
+                rows=[first_row + j] + list(range(rest_row, rest_row + len(group) - 1)),
+                params=[s.params for s in group], generated=len(continued)))
+            rest_row += len(group) - 1
+        rows.extend(group[0] for group in groups)
+        for group in groups:
+            rows.extend(group[1:])
         return prefills
 
-    def apply(self, plan: StepPlan, result: StepResult) -> list[tuple[RequestState, SampleEvent]]:
-        events = []
-        for row, sample in enumerate(self.rows[: plan.num_rows]):
-            if sample.done:
-                continue
-            event = self._advance(sample, result.token_ids[row], result.logprobs[row])
-            events.append((sample.request, event))
-        return events
+    def _new_sample(self, state: RequestState, i: int) -> Sample:
+        request = state.request
+        params = request.samples[i]
+        output = self.output.new_sample(prompt_tokens=len(request.prompt.after_ids),
+                                        max_new_tokens=request.max_new_tokens, stop=request.stop,
+                                        index=params.sample_index, seed=request.seed)
+        return Sample(state, params, output)
 
-    def _advance(self, sample: Sample, tokens: list[int], logprobs: list[TokenLogprobs]) -> SampleEvent:
-        request = sample.request.request
-        taken = 0
-        for token in tokens:
-            if sample.finish_reason:
-                break  # the worker ran past a stop string; those tokens are dropped
-            taken += 1
-            sample.token_ids.append(token)
-            if token in self.eos_ids:
-                sample.finish_reason = FINISH_STOP
-            else:
-                sample.text += sample.detokenizer.add(token)
-                self._check_stop_strings(sample, request.stop)
-            if sample.finish_reason is None and len(sample.token_ids) >= request.max_new_tokens:
-                sample.finish_reason = FINISH_LENGTH
-        if sample.finish_reason in (FINISH_STOP, FINISH_LENGTH):
-            sample.text += sample.detokenizer.flush()
-            self._check_stop_strings(sample, request.stop)
-        hold = 0 if sample.finish_reason else max((len(s) for s in request.stop), default=1) - 1
-        end = max(sample.emitted, len(sample.text) - hold)
-        event = SampleEvent(sample.index, sample.text[sample.emitted : end], tokens[:taken], logprobs[:taken])
-        sample.emitted = end
-        if sample.finish_reason:
-            event.finish_reason = sample.finish_reason
-            event.prompt_tokens = len(request.prompt_ids)
-            event.completion_tokens = len(sample.token_ids)
-            event.seed = request.seed
-        return event
+    def next_plan(self, replica: str) -> BatchPlan | None:
+        """The next worker call of `replica`, or None when it has nothing to advance. Moves of a call that
+        never happened are kept for the next one."""
+        moves = self.pending_moves[replica] + self._release_done(replica)
+        rows = self.rows[replica]
+        decode_ids = [s.token_ids[-1] for s in rows]
+        prefills = []
+        if replica not in self.retiring and self.queued:
+            prefills = self._admit(replica, self._pick(replica, self.slots[replica] - len(rows)))
+        budgets = [0 if s.owner.sink.full else
+                   min(self.decode_steps, s.owner.request.max_new_tokens - len(s.token_ids)) for s in rows]
+        if not prefills and not any(budgets):
+            self.pending_moves[replica] = moves
+            return None
+        self.pending_moves[replica] = []
+        return BatchPlan(moves=moves, num_decode_rows=len(decode_ids), decode_token_ids=decode_ids,
+                         prefills=prefills, budgets=budgets, max_steps=self.decode_steps)
 
-    @staticmethod
-    def _check_stop_strings(sample: Sample, stop: tuple[str, ...]) -> None:
-        if not stop or sample.finish_reason == FINISH_STOP_STRING:
-            return
-        found = [i for i in (sample.text.find(s, sample.emitted) for s in stop) if i >= 0]
-        if found:
-            sample.text = sample.text[: min(found)]
-            sample.finish_reason = FINISH_STOP_STRING
+    def samples_of(self, replica: str, plan: BatchPlan) -> list[Sample]:
+        """The sample each row of `plan`'s result belongs to (rows of `replica` as the plan left them)."""
+        return self.rows[replica][: plan.num_rows]
 
     def fail_all(self) -> list[RequestState]:
-        """Forget every live and waiting request (a worker died); returns them so callers can be told."""
-        affected = list({id(st): st for st in [s.request for s in self.rows] + list(self.waiting)}.values())
-        self.rows = []
+        """Forget every live and waiting request; returns them so callers can tell their clients."""
+        affected = self.live_requests()
+        for replica in self.rows:
+            self.rows[replica] = []
+            self.pending_moves[replica] = []
         self.waiting.clear()
+        self.client_held.clear()
+        self.queued = 0
+        for state in affected:
+            state.cancelled = True
         return affected

@@ -1,21 +1,27 @@
-"""The gRPC servicer: translate the proto in, call the gateway, translate the result out."""
+"""The gRPC servicer: translate the proto in, call the gateway, translate the result out.
+
+Streams are written with a time limit: a client that reads nothing for `stall_s` seconds gets its stream
+ended (its samples stop advancing as soon as its buffer is full, streams.py), so it holds KV rows for at most
+that long.
+"""
 
 from __future__ import annotations
 
-from diffamp import detectors
-from diffamp.detectors import Detector
-from diffamp.sweep import SummaryRow, SweepPrompt, SweepSettings
+import asyncio
+import hashlib
+
+from diffamp.common.sweep import SummaryRow, SweepRecord
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp.v1 import diffamp_pb2_grpc
 
+from .errors import StreamStalled
+from .events import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING, SampleEvent
 from .gateway import Gateway, ServerInfo
 from .model_runner import RunnerInfo
 from .plan import TokenLogprobs
-from .errors import InvalidArgument
-from .request import GenerateInput
-from .scheduler import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING
+from .request import GenerateInput, PromptInput, SamplingInput
 from .status import grpc_errors
-from .sweep import SweepInput, SweepProgress
+from .sweep import DetectorInput, SweepInput, SweepProgress, SweepSummaryItem, run_sweep, validate_sweep
 
 FINISH_REASONS = {
     FINISH_STOP: pb.FINISH_REASON_STOP,
@@ -25,142 +31,136 @@ FINISH_REASONS = {
 COMPARE_MODELS = {"after": pb.COMPARE_MODEL_AFTER, "before": pb.COMPARE_MODEL_BEFORE}
 
 
+def prompt_input(p: pb.Prompt, prefix: str = "prompt") -> PromptInput:
+    source = p.WhichOneof("source")
+    return PromptInput(
+        text=p.text if source == "text" else "",
+        messages=tuple((m.role, m.content) for m in p.conversation.messages) if source == "conversation" else (),
+        token_ids=tuple(p.token_ids.ids) if source == "token_ids" else (),
+        system_prompt=p.system_prompt, raw=p.raw, field_prefix=prefix)
+
+
+def sampling_input(s: pb.SamplingOptions) -> SamplingInput:
+    return SamplingInput(temperature=s.temperature if s.HasField("temperature") else None,
+                         top_p=s.top_p if s.HasField("top_p") else None, top_k=s.top_k,
+                         max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens, stop=tuple(s.stop))
+
+
 def _optional(msg, name):
     return getattr(msg, name) if msg.HasField(name) else None
 
 
-def generate_input(req) -> GenerateInput:
-    """GenerateRequest or CompareRequest -> GenerateInput (Compare has no alpha, n or logprobs)."""
-    has = {f.name for f in req.DESCRIPTOR.fields}
-    return GenerateInput(
-        prompt=req.prompt,
-        system_prompt=req.system_prompt,
-        messages=tuple((m.role, m.content) for m in req.messages),
-        prompt_token_ids=tuple(req.prompt_token_ids),
-        raw_prompt=req.raw_prompt,
-        alpha=_optional(req, "alpha") if "alpha" in has else None,
-        n=req.n if "n" in has else 0,
-        max_new_tokens=req.max_new_tokens,
-        temperature=_optional(req, "temperature"),
-        top_p=_optional(req, "top_p"),
-        top_k=req.top_k,
-        seed=_optional(req, "seed"),
-        stop=tuple(req.stop),
-        logprobs=_optional(req, "logprobs") if "logprobs" in has else None,
-        first_sample_index=req.first_sample_index if "first_sample_index" in has else 0,
-        min_new_tokens=req.min_new_tokens if "min_new_tokens" in has else 0,
-    )
+def generate_input(req: pb.GenerateRequest) -> GenerateInput:
+    return GenerateInput(prompt=prompt_input(req.prompt), sampling=sampling_input(req.sampling),
+                         alpha=_optional(req, "alpha"), n=req.n, seed=_optional(req, "seed"),
+                         logprobs=_optional(req, "logprobs"), first_sample_index=req.first_sample_index)
+
+
+def compare_input(req: pb.CompareRequest) -> GenerateInput:
+    return GenerateInput(prompt=prompt_input(req.prompt), sampling=sampling_input(req.sampling),
+                         seed=_optional(req, "seed"))
 
 
 def sweep_input(req: pb.SweepRequest) -> SweepInput:
-    """SweepRequest -> SweepInput. Unset options take the client's sweep defaults (SweepSettings): unfiltered
-    sampling (temperature 1, top_p 1) and 48 new tokens."""
-    options = GenerateInput(
-        system_prompt=req.system_prompt, raw_prompt=req.raw_prompt,
-        max_new_tokens=req.max_new_tokens or SweepSettings.max_new_tokens, min_new_tokens=req.min_new_tokens,
-        temperature=req.temperature if req.HasField("temperature") else SweepSettings.temperature,
-        top_p=req.top_p if req.HasField("top_p") else SweepSettings.top_p, top_k=req.top_k, stop=tuple(req.stop),
-    )
     return SweepInput(
-        prompts=tuple(SweepPrompt(p.id, p.prompt, tuple((m.role, m.content) for m in p.messages)) for p in req.prompts),
-        alphas=tuple(req.alphas), n=req.n, options=options, seed=req.seed,
-        detectors=tuple(_detector(i, d) for i, d in enumerate(req.detectors)),
-        completed=frozenset((k.prompt_id, k.alpha, k.index) for k in req.completed),
-    )
+        prompts=tuple((p.id, prompt_input(p.prompt, f"prompts[{i}].prompt")) for i, p in enumerate(req.prompts)),
+        alphas=tuple(req.alphas), n=req.n, sampling=sampling_input(req.sampling), seed=req.seed,
+        detectors=tuple(DetectorInput(name=d.name, substring=d.substring if d.WhichOneof("test") == "substring" else None,
+                                      regex=d.regex if d.WhichOneof("test") == "regex" else None,
+                                      ignore_case=d.ignore_case) for d in req.detectors),
+        completed=tuple((c.prompt_id, c.alpha, tuple((r.first, r.count) for r in c.ranges)) for c in req.completed))
 
 
-def _detector(index: int, d: pb.Detector) -> Detector:
-    try:
-        if d.WhichOneof("test") == "regex":
-            return detectors.regex(d.name, d.regex)
-        if d.WhichOneof("test") == "substring":
-            return detectors.substring(d.name, d.substring, d.ignore_case)
-    except ValueError as exc:
-        raise InvalidArgument(f"detectors[{index}]", str(exc)) from None
-    raise InvalidArgument(f"detectors[{index}]", "set substring or regex")
+def client_key(context) -> str:
+    """Whom fairness counts a request against: the bearer token when there is one, else the peer's address."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return "token:" + hashlib.sha256(value.encode()).hexdigest()[:12]
+    peer = context.peer() or ""
+    return peer.rsplit(":", 1)[0] if peer.count(":") > 1 else peer
 
 
 class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
-    def __init__(self, gateway: Gateway):
+    def __init__(self, gateway: Gateway, *, stall_s: float, max_message_bytes: int):
         self.gateway = gateway
+        self.stall_s = stall_s
+        self.max_message_bytes = max_message_bytes
+
+    async def _write(self, context, message) -> None:
+        try:
+            await asyncio.wait_for(context.write(message), self.stall_s)
+        except asyncio.TimeoutError:
+            raise StreamStalled(f"the client read nothing for {self.stall_s:g} s, so the server ended the stream") from None
 
     @grpc_errors
     async def Generate(self, request, context):
-        async for event in self.gateway.generate(generate_input(request)):
-            yield pb.GenerateResponse(
-                index=event.index,
-                text=event.text,
-                token_ids=event.token_ids,
-                logprobs=[self._logprobs(t, lp) for t, lp in zip(event.token_ids, event.logprobs)],
-                finish_reason=FINISH_REASONS.get(event.finish_reason, pb.FINISH_REASON_UNSPECIFIED),
-                prompt_tokens=event.prompt_tokens,
-                completion_tokens=event.completion_tokens,
-                seed=event.seed,
-            )
+        async for event in self.gateway.generate(generate_input(request), client_key(context)):
+            await self._write(context, self._generate_response(event))
 
     @grpc_errors
     async def Compare(self, request, context):
-        async for label, event in self.gateway.compare(generate_input(request)):
-            yield pb.CompareResponse(
-                model=COMPARE_MODELS[label],
-                text=event.text,
-                token_ids=event.token_ids,
+        async for label, event in self.gateway.compare(compare_input(request), client_key(context)):
+            await self._write(context, pb.CompareResponse(
+                model=COMPARE_MODELS[label], text=event.text, token_ids=event.token_ids,
                 finish_reason=FINISH_REASONS.get(event.finish_reason, pb.FINISH_REASON_UNSPECIFIED),
-                completion_tokens=event.completion_tokens,
-                seed=event.seed,
-            )
+                completion_tokens=event.completion_tokens, seed=event.seed))
 
     @grpc_errors
     async def Sweep(self, request, context):
-        async for item in self.gateway.sweep(sweep_input(request)):
-            if isinstance(item, dict):
-                yield pb.SweepResponse(sample=pb.SweepSample(
-                    prompt_id=item["prompt_id"], alpha=item["alpha"], index=item["index"], seed=item["seed"],
-                    text=item["text"], token_ids=item["token_ids"],
-                    finish_reason=FINISH_REASONS[item["finish_reason"]], detectors=item["detectors"],
-                    logprob_after=item["logprob_after"], logprob_before=item["logprob_before"],
-                    logprob_sampled=item["logprob_sampled"]))
-            elif isinstance(item, SweepProgress):
-                yield pb.SweepResponse(progress=pb.SweepProgress(
-                    done=item.done, total=item.total, skipped=item.skipped, tokens=item.tokens,
-                    elapsed_s=item.elapsed_s, samples_per_s=item.samples_per_s, eta_s=item.eta_s))
-            else:
-                yield pb.SweepResponse(summary=pb.SweepSummary(rows=[_summary_row(r) for r in item]))
+        self.gateway.check_admitting()
+        plan = validate_sweep(sweep_input(request), self.gateway.limits, self.max_message_bytes)
+        async for item in run_sweep(self.gateway, plan, client_key(context)):
+            await self._write(context, _sweep_response(item))
 
     @grpc_errors
     async def CheckTokenizers(self, request, context):
         r = self.gateway.check_tokenizers()
         return pb.CheckTokenizersResponse(
-            compatible=r.compatible,
-            after_vocab_size=r.after_vocab_size,
-            before_vocab_size=r.before_vocab_size,
-            shared_vocab_size=r.shared_vocab_size,
-            mismatches=[pb.TokenMismatch(token_id=i, after_token=a, before_token=b) for i, a, b in r.mismatches],
-        )
+            compatible=r.compatible, after_vocab_size=r.after_vocab_size, before_vocab_size=r.before_vocab_size,
+            shared_vocab_size=self.gateway.tokenizers.shared.count,
+            mismatches=[pb.TokenMismatch(token_id=i, after_token=a, before_token=b) for i, a, b in r.mismatches])
 
     @grpc_errors
     async def GetModelInfo(self, request, context):
         info: ServerInfo = await self.gateway.info()
+        first = info.replicas[0]
         return pb.GetModelInfoResponse(
-            after=_model_info(info.after, info.after_node),
-            before=_model_info(info.before, info.before_node),
-            placement=info.placement,
-            live_sequences=info.live_sequences,
-            queued_sequences=info.queued_sequences,
-            max_batch_size=info.max_batch_size,
-            max_seq_len=info.max_seq_len,
+            after=_model_info(first.after, first.after_node), before=_model_info(first.before, first.before_node),
+            placement=first.placement, live_sequences=info.live_sequences, queued_sequences=info.queued_sequences,
+            max_batch_size=sum(r.slots for r in info.replicas), max_seq_len=info.max_seq_len,
             kv_tokens_used=info.kv_tokens_used,
-            kv_cache_bytes=info.after.kv_cache_bytes + info.before.kv_cache_bytes,
-            shared_vocab_size=info.shared_vocab_size,
-        )
+            kv_cache_bytes=sum(r.after.kv_cache_bytes + r.before.kv_cache_bytes for r in info.replicas),
+            shared_vocab_size=info.shared_vocab_size, engine=first.after.engine)
+
+    def _generate_response(self, event: SampleEvent) -> pb.GenerateResponse:
+        return pb.GenerateResponse(
+            index=event.index, text=event.text, token_ids=event.token_ids,
+            logprobs=[self._logprobs(t, lp) for t, lp in zip(event.token_ids, event.logprobs)],
+            finish_reason=FINISH_REASONS.get(event.finish_reason, pb.FINISH_REASON_UNSPECIFIED),
+            prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens, seed=event.seed)
 
     def _logprobs(self, token_id: int, lp: TokenLogprobs) -> pb.TokenLogprobs:
         text = self.gateway.tokenizers.token_text
         return pb.TokenLogprobs(
-            token_id=token_id, token=text(token_id), amplified=lp.amplified, after=lp.after, before=lp.before, sampled=lp.sampled,
-            kl_after_before=lp.kl_after_before,
-            top=[pb.TopLogprob(token_id=i, token=text(i), logprob=v) for i, v in zip(lp.top_ids, lp.top_logprobs)],
-        )
+            token_id=token_id, token=text(token_id), amplified=lp.amplified, after=lp.after, before=lp.before,
+            sampled=lp.sampled, kl_after_before=lp.kl_after_before,
+            top=[pb.TopLogprob(token_id=i, token=text(i), logprob=v) for i, v in zip(lp.top_ids, lp.top_logprobs)])
+
+
+def _sweep_response(item) -> pb.SweepResponse:
+    if isinstance(item, SweepRecord):
+        return pb.SweepResponse(sample=pb.SweepSample(
+            prompt_id=item.prompt_id, alpha=item.alpha, index=item.index, seed=item.seed, text=item.text,
+            token_ids=item.token_ids, finish_reason=FINISH_REASONS[item.finish_reason], detectors=item.detectors,
+            logprob_after=item.logprob_after, logprob_before=item.logprob_before,
+            logprob_sampled=item.logprob_sampled))
+    if isinstance(item, SweepProgress):
+        return pb.SweepResponse(progress=pb.SweepProgress(
+            done=item.done, total=item.total, skipped=item.skipped, tokens=item.tokens, elapsed_s=item.elapsed_s,
+            samples_per_s=item.samples_per_s, eta_s=item.eta_s))
+    if isinstance(item, SweepSummaryItem):
+        return pb.SweepResponse(summary=pb.SweepSummary(rows=[_summary_row(r) for r in item.rows]))
+    raise TypeError(f"not a sweep item: {type(item).__name__}")
 
 
 def _summary_row(r: SummaryRow) -> pb.SweepSummaryRow:
@@ -168,8 +168,8 @@ def _summary_row(r: SummaryRow) -> pb.SweepSummaryRow:
                              wilson_high=r.high)
     if r.estimate:
         e = r.estimate
-        row.after_rate, row.after_rate_low, row.after_rate_high = e["after_rate"], e["low"], e["high"]
-        row.ess, row.exact, row.warning = e["ess"], e["exact"], e["warning"]
+        row.estimate.CopyFrom(pb.ImportanceEstimate(rate=e.rate, low=e.low, high=e.high, ess=e.ess, exact=e.exact,
+                                                    warning=e.warning))
     return row
 
 

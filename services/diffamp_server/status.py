@@ -11,7 +11,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from .errors import DiffampError, InvalidArgument, Overloaded, ShuttingDown, WorkerUnavailable
+from .errors import DiffampError, InvalidArgument, Overloaded, ShuttingDown, StreamStalled, WorkerUnavailable
 from .interceptors import Undecodable
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ _CODES = {
     Overloaded: code_pb2.RESOURCE_EXHAUSTED,
     WorkerUnavailable: code_pb2.UNAVAILABLE,
     ShuttingDown: code_pb2.UNAVAILABLE,
+    StreamStalled: code_pb2.RESOURCE_EXHAUSTED,
 }
 
 
@@ -40,11 +41,10 @@ def to_status(exc: DiffampError) -> grpc.Status:
 
 
 def grpc_errors(method):
-    """Aborts the RPC with a mapped status when a handler (unary or streaming) raises; unknown errors are INTERNAL."""
+    """Aborts the RPC with a mapped status when a handler raises. Only the domain's own errors (errors.py) become
+    client-facing codes; anything else is a bug and answers INTERNAL, logged with its traceback."""
 
     async def abort(context, exc: Exception):
-        if isinstance(exc, ValueError):
-            exc = InvalidArgument("request", str(exc))
         if isinstance(exc, DiffampError):
             await context.abort_with_status(to_status(exc))
         log.error("unexpected error in %s", method.__name__, exc_info=exc)

@@ -1,48 +1,69 @@
 """Server-side sweeps: n samples for every prompt and alpha through the running batch, detectors counted.
 
-A sweep becomes units (one request per run of consecutive sample indices of one prompt and alpha), fed
-to the scheduler a batch or two ahead of the work in flight, so other clients' requests keep taking
-turns. Seeds, detectors and statistics are the client package's (diffamp.sweep, diffamp.detectors), so a
-sweep run here, one resumed from a file, and a replay through Generate agree sample for sample.
+Validation is linear in the request's size and touches no model. The samples still needed are then planned
+lazily: units (one request per run of consecutive sample indices of one prompt and alpha) are made as they
+are fed, a batch or two ahead of the work in flight, so other clients' requests keep taking turns and a
+million-sample sweep costs no memory up front. The summary is kept as running sums per alpha. Seeds,
+detectors and statistics are diffamp.common's, so a sweep run here, one resumed from a file and a replay
+through Generate agree sample for sample.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
-from diffamp.detectors import Detector
-from diffamp.sweep import SummaryRow, SweepPrompt, covers_target, derive_seed, sample_ranges, summarize
+from diffamp.common import detectors as detector_lib
+from diffamp.common.defaults import SWEEP
+from diffamp.common.seeds import chunked, derive_seed, missing_ranges
+from diffamp.common.sweep import SummaryRow, SweepRecord, SweepSummary, estimate_is_exact, first_bad_name
 
-from .errors import InvalidArgument, Overloaded
-from .request import GenerateInput, Limits, SequenceRequest, build_request
-from .scheduler import RequestState, SampleEvent
+from .errors import DiffampError, InvalidArgument, Overloaded
+from .events import SampleEvent
+from .request import (EncodedPrompt, Limits, PromptInput, Sampling, SamplingInput, SequenceRequest, check_alpha,
+                      check_length, check_prompt, resolve_sampling)
+from .plan import SamplingParams
 
 PROGRESS_INTERVAL_S = 0.5
+SUMMARY_ROW_BYTES = 160
+ENCODE_BATCH = 256
+"""Prompts tokenized per trip to the tokenizer thread, so the event loop answers in between."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class DetectorInput:
+    name: str
+    substring: str | None = None
+    regex: str | None = None
+    ignore_case: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class SweepInput:
-    """A Sweep request's fields. `options` holds the sampling options every sample shares."""
+    """A Sweep request's fields. completed: (prompt id, alpha, ((first, count), ...)) already done."""
 
-    prompts: tuple[SweepPrompt, ...]
+    prompts: tuple[tuple[str, PromptInput], ...]
     alphas: tuple[float, ...]
     n: int
-    options: GenerateInput
+    sampling: SamplingInput
     seed: int
-    detectors: tuple[Detector, ...]
-    completed: frozenset[tuple[str, float, int]]
+    detectors: tuple[DetectorInput, ...] = ()
+    completed: tuple[tuple[str, float, tuple[tuple[int, int], ...]], ...] = ()
 
 
-@dataclass(frozen=True)
-class SweepUnit:
-    prompt_id: str
-    alpha: float
-    seed: int
-    request: SequenceRequest
+@dataclass(frozen=True, kw_only=True)
+class SweepPlan:
+    """A validated sweep."""
+
+    inp: SweepInput
+    sampling: Sampling
+    detectors: tuple[detector_lib.Detector, ...]
+    done: dict[tuple[int, int], list[tuple[int, int]]]
+    """(prompt index, alpha index) -> ranges of sample indices already done."""
+    total: int
+    skipped: int
 
 
 @dataclass(frozen=True)
@@ -63,70 +84,106 @@ class SweepProgress:
         return (self.total - self.done) / rate if rate > 0 else 0.0
 
 
-def plan_units(inp: SweepInput, tokenize, limits: Limits, max_samples: int,
-               chunk: int) -> tuple[list[SweepUnit], int]:
-    """Validate the sweep and split the samples it still needs into units; returns (units, skipped)."""
-    _check_sweep(inp, max_samples)
-    units, skipped = [], 0
-    for p_index, prompt in enumerate(inp.prompts):
-        for a_index, alpha in enumerate(inp.alphas):
-            seed = derive_seed(inp.seed, prompt.id, alpha)
-            missing = [i for i in range(inp.n) if (prompt.id, alpha, i) not in inp.completed]
-            skipped += inp.n - len(missing)
-            for first, count in sample_ranges(missing, chunk):
-                fields = replace(inp.options, prompt=prompt.prompt, messages=prompt.messages, alpha=alpha, n=count,
-                                 seed=seed, first_sample_index=first, logprobs=0)
-                try:
-                    request = build_request(fields, tokenize, limits)
-                except InvalidArgument as exc:
-                    where = f"alphas[{a_index}]" if exc.field == "alpha" else _prompt_field(p_index, exc.field)
-                    raise InvalidArgument(where, exc.description) from None
-                units.append(SweepUnit(prompt.id, alpha, seed, request))
-    return units, skipped
+@dataclass(frozen=True)
+class SweepSummaryItem:
+    rows: list[SummaryRow]
 
 
-def _prompt_field(index: int, name: str) -> str:
-    """Errors about a prompt's text name the sweep's prompt; sampling options keep their own names."""
-    return f"prompts[{index}].{name}" if name.startswith(("prompt", "messages")) else name
+SweepItem = SweepRecord | SweepProgress | SweepSummaryItem
 
 
-def _check_sweep(inp: SweepInput, max_samples: int) -> None:
+def validate_sweep(inp: SweepInput, limits: Limits, max_message_bytes: int) -> SweepPlan:
+    """Every rule of a Sweep request, in time linear in its size."""
+    req = limits.request
     if not inp.prompts:
         raise InvalidArgument("prompts", "empty: give at least one prompt")
-    _check_names("prompts", "id", [p.id for p in inp.prompts])
+    if len(inp.prompts) > req.max_sweep_prompts:
+        raise InvalidArgument("prompts", f"{len(inp.prompts)} prompts exceeds the limit of {req.max_sweep_prompts}")
+    bad = first_bad_name(pid for pid, _ in inp.prompts)
+    if bad:
+        raise InvalidArgument(f"prompts[{bad[0]}].id", bad[1])
+    for _, prompt in inp.prompts:
+        check_prompt(prompt, limits)
     if not inp.alphas:
         raise InvalidArgument("alphas", "empty: give at least one alpha")
-    if len(set(inp.alphas)) != len(inp.alphas):
-        raise InvalidArgument("alphas", "each alpha may appear once")
+    if len(inp.alphas) > req.max_alphas:
+        raise InvalidArgument("alphas", f"{len(inp.alphas)} alphas exceeds the limit of {req.max_alphas}")
+    seen: dict[float, int] = {}
+    for i, alpha in enumerate(inp.alphas):
+        check_alpha(alpha, limits, f"alphas[{i}]")
+        if alpha in seen:
+            raise InvalidArgument(f"alphas[{i}]", f"{alpha} repeats alphas[{seen[alpha]}]")
+        seen[alpha] = i
     if inp.n < 1:
         raise InvalidArgument("n", f"{inp.n} is below 1")
     total = len(inp.prompts) * len(inp.alphas) * inp.n
-    if total > max_samples:
+    if total > req.max_sweep_samples:
         raise InvalidArgument("n", f"{len(inp.prompts)} prompts x {len(inp.alphas)} alphas x n {inp.n} = {total:,} "
-                                   f"samples exceeds the server's limit of {max_samples:,}; split the sweep")
-    _check_names("detectors", "name", [d.name for d in inp.detectors])
+                                   f"samples exceeds the server's limit of {req.max_sweep_samples:,}; split the sweep")
+    sampling = resolve_sampling(inp.sampling, SWEEP, limits)
+    detectors = _detectors(inp.detectors, limits)
+    summary_bytes = len(inp.alphas) * sum(SUMMARY_ROW_BYTES + len(d.name) for d in detectors)
+    if summary_bytes > max_message_bytes // 2:
+        raise InvalidArgument("detectors", f"{len(inp.alphas)} alphas x {len(detectors)} detectors make a summary of "
+                                           f"about {summary_bytes:,} bytes, more than the server sends in one message")
+    done, skipped = _completed(inp, seen)
+    return SweepPlan(inp=inp, sampling=sampling, detectors=detectors, done=done, total=total - skipped,
+                     skipped=skipped)
 
 
-def _check_names(items: str, key: str, names: list[str]) -> None:
-    """Each of items[i].key is non-empty and unique."""
-    for i, name in enumerate(names):
-        if not name:
-            raise InvalidArgument(f"{items}[{i}].{key}", "empty")
-        if names.index(name) != i:
-            raise InvalidArgument(f"{items}[{i}].{key}", f"{name!r} repeats {items}[{names.index(name)}].{key}")
+def _detectors(items: tuple[DetectorInput, ...], limits: Limits) -> tuple[detector_lib.Detector, ...]:
+    if len(items) > limits.request.max_detectors:
+        raise InvalidArgument("detectors", f"{len(items)} detectors exceeds the limit of {limits.request.max_detectors}")
+    bad = first_bad_name(d.name for d in items)
+    if bad:
+        raise InvalidArgument(f"detectors[{bad[0]}].name", bad[1])
+    out = []
+    for i, d in enumerate(items):
+        try:
+            if d.regex is not None:
+                out.append(detector_lib.regex(d.name, d.regex, limits.request.max_pattern_chars))
+            elif d.substring is not None:
+                out.append(detector_lib.substring(d.name, d.substring, d.ignore_case))
+            else:
+                raise ValueError("set substring or regex")
+        except ValueError as exc:
+            raise InvalidArgument(f"detectors[{i}]", str(exc)) from None
+    return tuple(out)
 
 
-class _Tagged:
-    """A scheduler context that files each event of a unit into the sweep's one queue."""
+def _completed(inp: SweepInput, alpha_index: dict[float, int]):
+    prompt_index = {pid: i for i, (pid, _) in enumerate(inp.prompts)}
+    done: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for k, (pid, alpha, ranges) in enumerate(inp.completed):
+        if pid not in prompt_index:
+            raise InvalidArgument(f"completed[{k}].prompt_id", f"{pid!r} is not a prompt of this sweep")
+        if alpha not in alpha_index:
+            raise InvalidArgument(f"completed[{k}].alpha", f"{alpha} is not an alpha of this sweep")
+        for first, count in ranges:
+            if count < 1 or first + count > inp.n:
+                raise InvalidArgument(f"completed[{k}].ranges", f"[{first}, {first + count}) is not inside [0, n)")
+        done.setdefault((prompt_index[pid], alpha_index[alpha]), []).extend(ranges)
+    skipped = 0
+    for key, ranges in done.items():
+        covered = inp.n - sum(count for _, count in missing_ranges(inp.n, ranges))
+        skipped += covered
+    return done, skipped
 
-    def __init__(self, queue: asyncio.Queue, unit: SweepUnit):
-        self.queue, self.unit = queue, unit
 
-    def put_nowait(self, item) -> None:
-        self.queue.put_nowait((self.unit, item))
+@dataclass(frozen=True)
+class _Unit:
+    number: int
+    prompt_id: str
+    alpha: float
+    seed: int
+    request: SequenceRequest
 
 
-class _PartialSample:
+class _Partial:
+    """A sample's text and summed logprobs while it streams in."""
+
+    __slots__ = ("text", "token_ids", "after", "before", "sampled")
+
     def __init__(self):
         self.text, self.token_ids = "", []
         self.after = self.before = self.sampled = 0.0
@@ -140,47 +197,125 @@ class _PartialSample:
             self.sampled += lp.sampled
 
 
-async def run_sweep(inp: SweepInput, units: list[SweepUnit], skipped: int,
-                    submit: Callable[[SequenceRequest, object], RequestState],
-                    cancel: Callable[[RequestState], None], max_outstanding: int) -> AsyncIterator:
-    """Yields each finished sample as a sweep record (a dict, the JSONL line format), a SweepProgress at
-    most every PROGRESS_INTERVAL_S and once at the end, then the list of SummaryRow for this call's samples."""
-    queue: asyncio.Queue = asyncio.Queue()
-    pending = deque(units)
-    live: dict[int, RequestState] = {}
-    partial: dict[tuple[int, int], _PartialSample] = {}
-    counted: list[dict] = []
-    total = sum(len(u.request.samples) for u in units)
+class _SweepInbox:
+    """Every unit's events, tagged with their unit, in one queue; full (pausing the sweep's samples) while the
+    sweep's consumer has fallen behind."""
+
+    def __init__(self, limit: int):
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.limit = limit
+
+    @property
+    def full(self) -> bool:
+        return self.queue.qsize() >= self.limit
+
+    def sink(self, unit: _Unit) -> "_UnitSink":
+        return _UnitSink(self, unit)
+
+
+class _UnitSink:
+    def __init__(self, inbox: _SweepInbox, unit: _Unit):
+        self.inbox, self.unit = inbox, unit
+
+    @property
+    def full(self) -> bool:
+        return self.inbox.full
+
+    def deliver(self, event: SampleEvent) -> None:
+        self.inbox.queue.put_nowait((self.unit, event))
+
+    def fail(self, error: DiffampError) -> None:
+        self.inbox.queue.put_nowait((self.unit, error))
+
+
+async def _encode_all(gateway, plan: SweepPlan) -> list[EncodedPrompt]:
+    """Every prompt, tokenized off the event loop a batch at a time, each checked against the context."""
+    prompts = [p for _, p in plan.inp.prompts]
+    encoded: list[EncodedPrompt] = []
+    for start in range(0, len(prompts), ENCODE_BATCH):
+        encoded += await gateway.encode_many(prompts[start:start + ENCODE_BATCH])
+    for i, prompt in enumerate(encoded):
+        try:
+            check_length(prompt, plan.sampling.max_new_tokens, gateway.limits)
+        except InvalidArgument as exc:
+            field = exc.field if exc.field.startswith("sampling") else f"prompts[{i}].prompt"
+            raise InvalidArgument(field, f"prompts[{i}]: {exc.description}") from None
+    return encoded
+
+
+def _units(plan: SweepPlan, encoded: list[EncodedPrompt], chunk: int) -> Iterator[_Unit]:
+    inp, s = plan.inp, plan.sampling
+    number = 0
+    for p, (prompt_id, _) in enumerate(inp.prompts):
+        for a, alpha in enumerate(inp.alphas):
+            seed = derive_seed(inp.seed, prompt_id, alpha)
+            for first, count in chunked(missing_ranges(inp.n, plan.done.get((p, a), [])), chunk):
+                samples = tuple(SamplingParams(alpha=alpha, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                                               seed=seed, sample_index=i, logprobs=0, min_new_tokens=s.min_new_tokens)
+                                for i in range(first, first + count))
+                number += 1
+                yield _Unit(number, prompt_id, alpha, seed, SequenceRequest(
+                    prompt=encoded[p], samples=samples, max_new_tokens=s.max_new_tokens, stop=s.stop, seed=seed,
+                    logprobs=0))
+
+
+async def run_sweep(gateway, plan: SweepPlan, client: str = "") -> AsyncIterator[SweepItem]:
+    """Yields each finished sample as a SweepRecord, a SweepProgress at most every PROGRESS_INTERVAL_S and once
+    at the end, then the summary of this call's samples."""
+    encoded = await _encode_all(gateway, plan)
+    slots = max(1, sum(r.slots for r in gateway.replicas.values()))
+    units = _units(plan, encoded, chunk=slots)
+    max_outstanding = 2 * slots
+    inbox = _SweepInbox(limit=4 * slots)
+    live: dict[int, tuple[object, list[int]]] = {}
+    partial: dict[tuple[int, int], _Partial] = {}
+    s = plan.sampling
+    summary = SweepSummary([d.name for d in plan.detectors],
+                           estimate_is_exact(s.temperature, s.top_p, s.top_k, s.min_new_tokens))
     done = tokens = outstanding = 0
     start = last_progress = time.monotonic()
+    pending: _Unit | None = next(units, None)
 
     def feed() -> int:
+        nonlocal pending
         submitted = 0
-        while pending and outstanding + submitted < max_outstanding:
+        while pending is not None and outstanding + submitted < max_outstanding:
             try:
-                state = submit(pending[0].request, _Tagged(queue, pending[0]))
+                state = gateway.submit(pending.request, inbox.sink(pending), client)
             except Overloaded:
                 break  # the queue is full of other work; try again after the next event
-            live[id(pending.popleft())] = state
-            submitted += len(state.samples)
+            live[pending.number] = (state, [state.n])
+            submitted += state.n
+            pending = next(units, None)
         return submitted
 
     try:
         outstanding += feed()
-        while done < total:
+        while done < plan.total:
             try:
-                unit, item = await asyncio.wait_for(queue.get(), PROGRESS_INTERVAL_S)
+                unit, item = await asyncio.wait_for(inbox.queue.get(), PROGRESS_INTERVAL_S)
             except asyncio.TimeoutError:
                 unit = item = None
-            if isinstance(item, Exception):
+            if isinstance(item, DiffampError):
                 raise item
             if item is not None:
-                sample = partial.setdefault((id(unit), item.index), _PartialSample())
+                key = (unit.number, item.index)
+                sample = partial.get(key)
+                if sample is None:
+                    sample = partial[key] = _Partial()
                 sample.add(item)
                 if item.finish_reason:
-                    del partial[(id(unit), item.index)]
-                    record = _record(unit, item, sample, inp.detectors)
-                    counted.append({k: record[k] for k in ("alpha", "detectors", "logprob_after", "logprob_sampled")})
+                    del partial[key]
+                    remaining = live[unit.number][1]
+                    remaining[0] -= 1
+                    if not remaining[0]:
+                        del live[unit.number]
+                    record = SweepRecord(
+                        prompt_id=unit.prompt_id, alpha=unit.alpha, index=item.index, seed=unit.seed,
+                        text=sample.text, token_ids=tuple(sample.token_ids), finish_reason=item.finish_reason,
+                        detectors=tuple(d.name for d in plan.detectors if d(sample.text)),
+                        logprob_after=sample.after, logprob_before=sample.before, logprob_sampled=sample.sampled)
+                    summary.add_record(record)
                     done += 1
                     outstanding -= 1
                     tokens += item.completion_tokens
@@ -189,25 +324,9 @@ async def run_sweep(inp: SweepInput, units: list[SweepUnit], skipped: int,
             now = time.monotonic()
             if now - last_progress >= PROGRESS_INTERVAL_S:
                 last_progress = now
-                yield SweepProgress(done, total, skipped, tokens, now - start)
-        yield SweepProgress(done, total, skipped, tokens, time.monotonic() - start)
-        yield summarize(counted, [d.name for d in inp.detectors], sweep_covers_target(inp.options))
+                yield SweepProgress(done, plan.total, plan.skipped, tokens, now - start)
+        yield SweepProgress(done, plan.total, plan.skipped, tokens, time.monotonic() - start)
+        yield SweepSummaryItem(summary.rows())
     finally:
-        for state in live.values():
-            if not state.finished:
-                cancel(state)
-
-
-def sweep_covers_target(options: GenerateInput) -> bool:
-    """The servicer fills temperature and top_p in, so options hold the values actually used."""
-    return covers_target(options.temperature, options.top_p, options.top_k, options.stop, options.min_new_tokens)
-
-
-def _record(unit: SweepUnit, event: SampleEvent, sample: _PartialSample, detectors) -> dict:
-    return {
-        "prompt_id": unit.prompt_id, "alpha": unit.alpha, "index": event.index, "seed": unit.seed,
-        "text": sample.text, "token_ids": sample.token_ids, "finish_reason": event.finish_reason,
-        "detectors": [d.name for d in detectors if d(sample.text)],
-        "logprob_after": sample.after, "logprob_before": sample.before, "logprob_sampled": sample.sampled,
-    }
-
+        for state, _ in live.values():
+            gateway.cancel(state)

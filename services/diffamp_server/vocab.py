@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 
 @dataclass(frozen=True)
 class VocabReport:
@@ -40,13 +38,43 @@ def compare_vocabs(after: dict[int, str], before: dict[int, str], max_mismatches
     )
 
 
-def shared_vocab_mask(after: dict[int, str], before: dict[int, str], logits_size: int) -> torch.Tensor:
-    """A bool mask over ids [0, n): True where both tokenizers have the id with the same token.
+@dataclass(frozen=True)
+class SharedVocab:
+    """The ids both models may sample, as sorted half-open ranges [start, stop): usually one range, with gaps
+    where an id exists in only one tokenizer. Small enough to send to every worker."""
 
-    n is the highest shared id + 1, capped at the smaller model's logits size (ids past a model's output
-    layer cannot be scored by it).
-    """
-    shared = [i for i in after.keys() & before.keys() if after[i] == before[i] and i < logits_size]
-    mask = torch.zeros(max(shared) + 1 if shared else 0, dtype=torch.bool)
-    mask[shared] = True
-    return mask
+    ranges: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, after: dict[int, str], before: dict[int, str], logits_size: int) -> "SharedVocab":
+        """Ids both tokenizers have with the same token, below the smaller model's logits size (ids past a
+        model's output layer cannot be scored by it)."""
+        ids = sorted(i for i in after.keys() & before.keys() if after[i] == before[i] and i < logits_size)
+        ranges: list[tuple[int, int]] = []
+        for i in ids:
+            if ranges and ranges[-1][1] == i:
+                ranges[-1] = (ranges[-1][0], i + 1)
+            else:
+                ranges.append((i, i + 1))
+        return cls(tuple(ranges))
+
+    @property
+    def size(self) -> int:
+        """Highest shared id + 1: logits are cut to this many columns."""
+        return self.ranges[-1][1] if self.ranges else 0
+
+    @property
+    def count(self) -> int:
+        return sum(stop - start for start, stop in self.ranges)
+
+    def ids(self) -> frozenset[int]:
+        return frozenset(i for start, stop in self.ranges for i in range(start, stop))
+
+    def mask(self, device="cpu"):
+        """A bool tensor over [0, size): True where the id is shared."""
+        import torch
+
+        mask = torch.zeros(self.size, dtype=torch.bool, device=device)
+        for start, stop in self.ranges:
+            mask[start:stop] = True
+        return mask

@@ -1,14 +1,13 @@
-"""Ray actors that hold the models, and the gateway-side clients that drive one step at a time.
+"""The Ray actors that hold the models (replica.py drives them).
 
 colocated: one PairWorker holds both models; logits are handed over by reference in its process.
 split: an AfterWorker and a BeforeWorker, each with its own device; the before logits reach the after
 worker over a torch.distributed group (NCCL on GPUs, gloo on CPU), never through the object store.
-Only StepPlans (token ids, rows, sampling parameters) and StepResults (token ids, logprobs) travel by Ray.
+Only BatchPlans (token ids, rows, sampling parameters) and BatchResults (token ids, logprobs) travel by Ray.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -20,23 +19,23 @@ import torch
 from .engine import PairEngine, Sampler
 from .loading import ModelSource
 from .model_runner import ModelRunner, RunnerInfo
-from .plan import StepPlan, StepResult
+from .plan import BatchPlan, BatchResult
+from .vocab import SharedVocab
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WorkerSpec:
     """Everything a worker needs to (re)build itself; Ray re-runs __init__ with it on restart."""
 
     after: ModelSource
     before: ModelSource
     dtype: str
-    after_device: str
-    before_device: str
+    device: str
     max_batch_size: int
     max_seq_len: int
-    shared_vocab: tuple[bool, ...]
+    shared_vocab: SharedVocab
     eos_ids: tuple[int, ...] = ()
     torch_threads: int = 0
 
@@ -66,11 +65,11 @@ class PairWorker:
 
     def __init__(self, spec: WorkerSpec):
         _set_threads(spec)
-        after = ModelRunner.load(spec.after, spec.dtype, spec.after_device, spec.max_batch_size, spec.max_seq_len)
-        before = ModelRunner.load(spec.before, spec.dtype, spec.before_device, spec.max_batch_size, spec.max_seq_len)
-        self.engine = PairEngine(after, before, torch.tensor(spec.shared_vocab), spec.eos_ids, spec.max_batch_size)
+        after = ModelRunner.load(spec.after, spec.dtype, spec.device, spec.max_batch_size, spec.max_seq_len)
+        before = ModelRunner.load(spec.before, spec.dtype, spec.device, spec.max_batch_size, spec.max_seq_len)
+        self.engine = PairEngine(after, before, spec.shared_vocab.mask(), spec.eos_ids, spec.max_batch_size)
 
-    def step(self, plan: StepPlan) -> StepResult:
+    def execute(self, plan: BatchPlan) -> BatchResult:
         return self.engine.step(plan)
 
     def info(self) -> tuple[RunnerInfo, RunnerInfo]:
@@ -88,7 +87,7 @@ class _SplitWorker:
     def __init__(self, spec: WorkerSpec, source: ModelSource, device: str):
         _set_threads(spec)
         self.runner = ModelRunner.load(source, spec.dtype, device, spec.max_batch_size, spec.max_seq_len)
-        self.vocab = len(spec.shared_vocab)
+        self.vocab = spec.shared_vocab.size
 
     def address(self) -> tuple[str, int]:
         with socket.socket() as s:
@@ -115,12 +114,12 @@ class AfterWorker(_SplitWorker):
     rank = 0
 
     def __init__(self, spec: WorkerSpec):
-        super().__init__(spec, spec.after, spec.after_device)
-        self.sampler = Sampler(torch.tensor(spec.shared_vocab).to(self.runner.device), spec.eos_ids,
-                               spec.max_batch_size)
+        super().__init__(spec, spec.after, spec.device)
+        self.sampler = Sampler(spec.shared_vocab.mask(self.runner.device), spec.eos_ids, spec.max_batch_size)
 
-    def step(self, plan: StepPlan) -> StepResult:
-        result = self.sampler.run(plan, self.runner.run(plan), self._receive_logits(plan.num_rows), self._decode)
+    def execute(self, plan: BatchPlan) -> BatchResult:
+        result = self.sampler.run(plan, self.runner.run(plan, "after"), self._receive_logits(plan.num_rows),
+                                  self._decode)
         _send_control(torch.zeros(plan.num_rows, dtype=torch.long), torch.zeros(plan.num_rows, dtype=torch.bool),
                       go=False, device=self.runner.device)
         return result
@@ -143,12 +142,12 @@ class BeforeWorker(_SplitWorker):
     rank = 1
 
     def __init__(self, spec: WorkerSpec):
-        super().__init__(spec, spec.before, spec.before_device)
+        super().__init__(spec, spec.before, spec.device)
 
-    def step(self, plan: StepPlan) -> None:
+    def execute(self, plan: BatchPlan) -> None:
         import torch.distributed as dist
 
-        self._send_logits(self.runner.run(plan))
+        self._send_logits(self.runner.run(plan, "before"))
         control = torch.empty(2 * plan.num_rows + 1, dtype=torch.long, device=self.runner.device)
         while True:
             dist.recv(control, src=0)
@@ -184,64 +183,3 @@ def actor_options(device: str, cpus: float, resources: dict | None, max_restarts
     if resources:
         options["resources"] = resources
     return options
-
-
-class WorkerPool:
-    """The gateway's handle on the workers: start them, run a step, report info, recover from a crash."""
-
-    def __init__(self, spec: WorkerSpec, placement: str, worker_cpus: float, group_timeout_s: float = 120.0,
-                 resources: tuple[dict | None, dict | None] = (None, None)):
-        self.spec = spec
-        self.placement = placement
-        self.worker_cpus = worker_cpus
-        self.group_timeout_s = group_timeout_s
-        self.resources = resources
-        self.actors: list = []
-
-    async def start(self) -> None:
-        import ray
-
-        if self.placement == "colocated":
-            cls = ray.remote(PairWorker).options(**actor_options(self.spec.after_device, self.worker_cpus,
-                                                                 self.resources[0], max_restarts=-1))
-            self.actors = [cls.remote(self.spec)]
-        else:
-            # A restarted split actor could not rejoin its peer's process group, so recover() rebuilds both.
-            after = ray.remote(AfterWorker).options(
-                **actor_options(self.spec.after_device, self.worker_cpus, self.resources[0], max_restarts=0))
-            before = ray.remote(BeforeWorker).options(
-                **actor_options(self.spec.before_device, self.worker_cpus, self.resources[1], max_restarts=0))
-            self.actors = [after.remote(self.spec), before.remote(self.spec)]
-            master = await self.actors[0].address.remote()
-            await asyncio.gather(*(a.join_group.remote(master, self.group_timeout_s) for a in self.actors))
-        await asyncio.gather(*(a.ping.remote() for a in self.actors))
-
-    async def step(self, plan: StepPlan) -> StepResult:
-        refs = [a.step.remote(plan) for a in self.actors]
-        results = await asyncio.gather(*refs)
-        return results[0]
-
-    async def info(self) -> tuple[tuple[RunnerInfo, str], tuple[RunnerInfo, str]]:
-        if self.placement == "colocated":
-            (after, before), node = await asyncio.gather(self.actors[0].info.remote(), self.actors[0].ping.remote())
-            return (after, node), (before, node)
-        infos = await asyncio.gather(*(a.info.remote() for a in self.actors), *(a.ping.remote() for a in self.actors))
-        return (infos[0], infos[2]), (infos[1], infos[3])
-
-    async def recover(self) -> None:
-        """Bring the workers back: Ray restarts a crashed colocated actor; a split pair is rebuilt."""
-        import ray
-
-        if self.placement == "colocated":
-            await self.actors[0].ping.remote()
-            return
-        for actor in self.actors:
-            ray.kill(actor, no_restart=True)
-        await self.start()
-
-    def shutdown(self) -> None:
-        import ray
-
-        for actor in self.actors:
-            ray.kill(actor, no_restart=True)
-        self.actors = []

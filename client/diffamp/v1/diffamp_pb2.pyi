@@ -35,41 +35,65 @@ class ChatMessage(_message.Message):
     content: str
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
-class GenerateRequest(_message.Message):
-    __slots__ = ("prompt", "system_prompt", "messages", "prompt_token_ids", "raw_prompt", "alpha", "n", "max_new_tokens", "temperature", "top_p", "top_k", "seed", "stop", "logprobs", "first_sample_index", "min_new_tokens")
-    PROMPT_FIELD_NUMBER: _ClassVar[int]
-    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+class Conversation(_message.Message):
+    __slots__ = ("messages",)
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
-    PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
-    RAW_PROMPT_FIELD_NUMBER: _ClassVar[int]
-    ALPHA_FIELD_NUMBER: _ClassVar[int]
-    N_FIELD_NUMBER: _ClassVar[int]
-    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ...) -> None: ...
+
+class TokenIds(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Prompt(_message.Message):
+    __slots__ = ("text", "conversation", "token_ids", "system_prompt", "raw")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    conversation: Conversation
+    token_ids: TokenIds
+    system_prompt: str
+    raw: bool
+    def __init__(self, text: _Optional[str] = ..., conversation: _Optional[_Union[Conversation, _Mapping]] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., system_prompt: _Optional[str] = ..., raw: _Optional[bool] = ...) -> None: ...
+
+class SamplingOptions(_message.Message):
+    __slots__ = ("temperature", "top_p", "top_k", "max_new_tokens", "min_new_tokens", "stop")
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
-    SEED_FIELD_NUMBER: _ClassVar[int]
-    STOP_FIELD_NUMBER: _ClassVar[int]
-    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
-    FIRST_SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MIN_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
-    prompt: str
-    system_prompt: str
-    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
-    prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
-    raw_prompt: bool
-    alpha: float
-    n: int
-    max_new_tokens: int
+    STOP_FIELD_NUMBER: _ClassVar[int]
     temperature: float
     top_p: float
     top_k: int
-    seed: int
+    max_new_tokens: int
+    min_new_tokens: int
     stop: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., min_new_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("prompt", "sampling", "alpha", "n", "seed", "logprobs", "first_sample_index")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    prompt: Prompt
+    sampling: SamplingOptions
+    alpha: float
+    n: int
+    seed: int
     logprobs: int
     first_sample_index: int
-    min_new_tokens: int
-    def __init__(self, prompt: _Optional[str] = ..., system_prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., raw_prompt: _Optional[bool] = ..., alpha: _Optional[float] = ..., n: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., logprobs: _Optional[int] = ..., first_sample_index: _Optional[int] = ..., min_new_tokens: _Optional[int] = ...) -> None: ...
+    def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., alpha: _Optional[float] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ..., logprobs: _Optional[int] = ..., first_sample_index: _Optional[int] = ...) -> None: ...
 
 class TopLogprob(_message.Message):
     __slots__ = ("token_id", "token", "logprob")
@@ -122,30 +146,14 @@ class GenerateResponse(_message.Message):
     def __init__(self, index: _Optional[int] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[_Union[TokenLogprobs, _Mapping]]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class CompareRequest(_message.Message):
-    __slots__ = ("prompt", "system_prompt", "messages", "prompt_token_ids", "raw_prompt", "max_new_tokens", "temperature", "top_p", "top_k", "seed", "stop")
+    __slots__ = ("prompt", "sampling", "seed")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
-    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
-    MESSAGES_FIELD_NUMBER: _ClassVar[int]
-    PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
-    RAW_PROMPT_FIELD_NUMBER: _ClassVar[int]
-    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
-    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
-    TOP_P_FIELD_NUMBER: _ClassVar[int]
-    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
-    STOP_FIELD_NUMBER: _ClassVar[int]
-    prompt: str
-    system_prompt: str
-    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
-    prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
-    raw_prompt: bool
-    max_new_tokens: int
-    temperature: float
-    top_p: float
-    top_k: int
+    prompt: Prompt
+    sampling: SamplingOptions
     seed: int
-    stop: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, prompt: _Optional[str] = ..., system_prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., raw_prompt: _Optional[bool] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class CompareResponse(_message.Message):
     __slots__ = ("model", "text", "token_ids", "finish_reason", "completion_tokens", "seed")
@@ -214,7 +222,7 @@ class ModelInfo(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., architectures: _Optional[_Iterable[str]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., context_length: _Optional[int] = ..., logits_size: _Optional[int] = ..., node: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
-    __slots__ = ("after", "before", "placement", "live_sequences", "queued_sequences", "max_batch_size", "max_seq_len", "kv_tokens_used", "kv_cache_bytes", "shared_vocab_size")
+    __slots__ = ("after", "before", "placement", "live_sequences", "queued_sequences", "max_batch_size", "max_seq_len", "kv_tokens_used", "kv_cache_bytes", "shared_vocab_size", "engine")
     AFTER_FIELD_NUMBER: _ClassVar[int]
     BEFORE_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +233,7 @@ class GetModelInfoResponse(_message.Message):
     KV_TOKENS_USED_FIELD_NUMBER: _ClassVar[int]
     KV_CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHARED_VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
     after: ModelInfo
     before: ModelInfo
     placement: str
@@ -235,17 +244,16 @@ class GetModelInfoResponse(_message.Message):
     kv_tokens_used: int
     kv_cache_bytes: int
     shared_vocab_size: int
-    def __init__(self, after: _Optional[_Union[ModelInfo, _Mapping]] = ..., before: _Optional[_Union[ModelInfo, _Mapping]] = ..., placement: _Optional[str] = ..., live_sequences: _Optional[int] = ..., queued_sequences: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_seq_len: _Optional[int] = ..., kv_tokens_used: _Optional[int] = ..., kv_cache_bytes: _Optional[int] = ..., shared_vocab_size: _Optional[int] = ...) -> None: ...
+    engine: str
+    def __init__(self, after: _Optional[_Union[ModelInfo, _Mapping]] = ..., before: _Optional[_Union[ModelInfo, _Mapping]] = ..., placement: _Optional[str] = ..., live_sequences: _Optional[int] = ..., queued_sequences: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_seq_len: _Optional[int] = ..., kv_tokens_used: _Optional[int] = ..., kv_cache_bytes: _Optional[int] = ..., shared_vocab_size: _Optional[int] = ..., engine: _Optional[str] = ...) -> None: ...
 
 class SweepPrompt(_message.Message):
-    __slots__ = ("id", "prompt", "messages")
+    __slots__ = ("id", "prompt")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
-    MESSAGES_FIELD_NUMBER: _ClassVar[int]
     id: str
-    prompt: str
-    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
-    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ...) -> None: ...
+    prompt: Prompt
+    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ...) -> None: ...
 
 class Detector(_message.Message):
     __slots__ = ("name", "substring", "regex", "ignore_case")
@@ -259,47 +267,41 @@ class Detector(_message.Message):
     ignore_case: bool
     def __init__(self, name: _Optional[str] = ..., substring: _Optional[str] = ..., regex: _Optional[str] = ..., ignore_case: _Optional[bool] = ...) -> None: ...
 
-class SampleKey(_message.Message):
-    __slots__ = ("prompt_id", "alpha", "index")
+class IndexRange(_message.Message):
+    __slots__ = ("first", "count")
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    first: int
+    count: int
+    def __init__(self, first: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class CompletedSamples(_message.Message):
+    __slots__ = ("prompt_id", "alpha", "ranges")
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
-    INDEX_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
     prompt_id: str
     alpha: float
-    index: int
-    def __init__(self, prompt_id: _Optional[str] = ..., alpha: _Optional[float] = ..., index: _Optional[int] = ...) -> None: ...
+    ranges: _containers.RepeatedCompositeFieldContainer[IndexRange]
+    def __init__(self, prompt_id: _Optional[str] = ..., alpha: _Optional[float] = ..., ranges: _Optional[_Iterable[_Union[IndexRange, _Mapping]]] = ...) -> None: ...
 
 class SweepRequest(_message.Message):
-    __slots__ = ("prompts", "system_prompt", "raw_prompt", "alphas", "n", "max_new_tokens", "min_new_tokens", "temperature", "top_p", "top_k", "seed", "stop", "detectors", "completed")
+    __slots__ = ("prompts", "alphas", "n", "sampling", "seed", "detectors", "completed")
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
-    SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
-    RAW_PROMPT_FIELD_NUMBER: _ClassVar[int]
     ALPHAS_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
-    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
-    MIN_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
-    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
-    TOP_P_FIELD_NUMBER: _ClassVar[int]
-    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
-    STOP_FIELD_NUMBER: _ClassVar[int]
     DETECTORS_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     prompts: _containers.RepeatedCompositeFieldContainer[SweepPrompt]
-    system_prompt: str
-    raw_prompt: bool
     alphas: _containers.RepeatedScalarFieldContainer[float]
     n: int
-    max_new_tokens: int
-    min_new_tokens: int
-    temperature: float
-    top_p: float
-    top_k: int
+    sampling: SamplingOptions
     seed: int
-    stop: _containers.RepeatedScalarFieldContainer[str]
     detectors: _containers.RepeatedCompositeFieldContainer[Detector]
-    completed: _containers.RepeatedCompositeFieldContainer[SampleKey]
-    def __init__(self, prompts: _Optional[_Iterable[_Union[SweepPrompt, _Mapping]]] = ..., system_prompt: _Optional[str] = ..., raw_prompt: _Optional[bool] = ..., alphas: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., min_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., detectors: _Optional[_Iterable[_Union[Detector, _Mapping]]] = ..., completed: _Optional[_Iterable[_Union[SampleKey, _Mapping]]] = ...) -> None: ...
+    completed: _containers.RepeatedCompositeFieldContainer[CompletedSamples]
+    def __init__(self, prompts: _Optional[_Iterable[_Union[SweepPrompt, _Mapping]]] = ..., alphas: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., seed: _Optional[int] = ..., detectors: _Optional[_Iterable[_Union[Detector, _Mapping]]] = ..., completed: _Optional[_Iterable[_Union[CompletedSamples, _Mapping]]] = ...) -> None: ...
 
 class SweepSample(_message.Message):
     __slots__ = ("prompt_id", "alpha", "index", "seed", "text", "token_ids", "finish_reason", "detectors", "logprob_after", "logprob_before", "logprob_sampled")
@@ -345,8 +347,24 @@ class SweepProgress(_message.Message):
     eta_s: float
     def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., skipped: _Optional[int] = ..., tokens: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., samples_per_s: _Optional[float] = ..., eta_s: _Optional[float] = ...) -> None: ...
 
+class ImportanceEstimate(_message.Message):
+    __slots__ = ("rate", "low", "high", "ess", "exact", "warning")
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    ESS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    rate: float
+    low: float
+    high: float
+    ess: float
+    exact: bool
+    warning: str
+    def __init__(self, rate: _Optional[float] = ..., low: _Optional[float] = ..., high: _Optional[float] = ..., ess: _Optional[float] = ..., exact: _Optional[bool] = ..., warning: _Optional[str] = ...) -> None: ...
+
 class SweepSummaryRow(_message.Message):
-    __slots__ = ("alpha", "detector", "hits", "n", "rate", "wilson_low", "wilson_high", "after_rate", "after_rate_low", "after_rate_high", "ess", "exact", "warning")
+    __slots__ = ("alpha", "detector", "hits", "n", "rate", "wilson_low", "wilson_high", "estimate")
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
@@ -354,12 +372,7 @@ class SweepSummaryRow(_message.Message):
     RATE_FIELD_NUMBER: _ClassVar[int]
     WILSON_LOW_FIELD_NUMBER: _ClassVar[int]
     WILSON_HIGH_FIELD_NUMBER: _ClassVar[int]
-    AFTER_RATE_FIELD_NUMBER: _ClassVar[int]
-    AFTER_RATE_LOW_FIELD_NUMBER: _ClassVar[int]
-    AFTER_RATE_HIGH_FIELD_NUMBER: _ClassVar[int]
-    ESS_FIELD_NUMBER: _ClassVar[int]
-    EXACT_FIELD_NUMBER: _ClassVar[int]
-    WARNING_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     alpha: float
     detector: str
     hits: int
@@ -367,13 +380,8 @@ class SweepSummaryRow(_message.Message):
     rate: float
     wilson_low: float
     wilson_high: float
-    after_rate: float
-    after_rate_low: float
-    after_rate_high: float
-    ess: float
-    exact: bool
-    warning: str
-    def __init__(self, alpha: _Optional[float] = ..., detector: _Optional[str] = ..., hits: _Optional[int] = ..., n: _Optional[int] = ..., rate: _Optional[float] = ..., wilson_low: _Optional[float] = ..., wilson_high: _Optional[float] = ..., after_rate: _Optional[float] = ..., after_rate_low: _Optional[float] = ..., after_rate_high: _Optional[float] = ..., ess: _Optional[float] = ..., exact: _Optional[bool] = ..., warning: _Optional[str] = ...) -> None: ...
+    estimate: ImportanceEstimate
+    def __init__(self, alpha: _Optional[float] = ..., detector: _Optional[str] = ..., hits: _Optional[int] = ..., n: _Optional[int] = ..., rate: _Optional[float] = ..., wilson_low: _Optional[float] = ..., wilson_high: _Optional[float] = ..., estimate: _Optional[_Union[ImportanceEstimate, _Mapping]] = ...) -> None: ...
 
 class SweepSummary(_message.Message):
     __slots__ = ("rows",)

@@ -1,0 +1,122 @@
+"""A running diffamp server: load the tokenizers, start Ray and the model replicas, serve gRPC until SIGTERM.
+
+Lifecycle as in grpc's own examples: grpc.aio server with reflection and the standard health service;
+on SIGTERM or SIGINT, stop admitting, report NOT_SERVING, let streams finish within the drain period,
+end the rest with UNAVAILABLE, and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from diffamp.v1 import diffamp_pb2, diffamp_pb2_grpc
+
+from .config import ServerConfig
+from .gateway import Gateway, GatewaySettings
+from .interceptors import BearerTokenInterceptor, DecodeGuardInterceptor
+from .replica import RayPlacement, RayReplica
+from .request import Limits
+from .resources import init_ray, logits_size, model_config, model_sources, plan_kv, resolve_placement
+from .servicer import AmplificationServicer
+from .tokenizer_pair import TokenizerPair
+from .workers import WorkerSpec
+
+log = logging.getLogger("diffamp")
+SERVICE_NAME = diffamp_pb2.DESCRIPTOR.services_by_name["AmplificationService"].full_name
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    gateway: Gateway
+    port: int
+    config: ServerConfig
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        grace = self.config.drain_seconds if grace_s is None else grace_s
+        await self.gateway.drain(grace)
+        await self.server.stop(1.0)
+        self.gateway.shutdown_replicas()
+
+
+def _health_reporter(health_servicer):
+    def on_health_change(serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            asyncio.get_running_loop().create_task(health_servicer.set(name, status))
+    return on_health_change
+
+
+async def start_server(config: ServerConfig) -> RunningServer:
+    """Load tokenizers, start the workers and the gRPC server. Returns once it is serving."""
+    log.info("configuration: %s", config.redacted())
+    after_src, before_src = model_sources(config)
+    after_cfg, before_cfg = model_config(after_src), model_config(before_src)
+    tokenizers = TokenizerPair.load(after_src, before_src, logits_size(after_cfg, before_cfg), config.one_sided_tokens)
+    init_ray(config)
+    placement, device = resolve_placement(config)
+    kv = plan_kv(config, device, after_cfg, before_cfg)
+    spec = WorkerSpec(after=after_src, before=before_src, dtype=config.dtype, device=device,
+                      max_batch_size=kv.slots, max_seq_len=kv.max_seq_len, shared_vocab=tokenizers.shared,
+                      eos_ids=tuple(sorted(tokenizers.eos_ids)), torch_threads=config.torch_threads)
+    log.info("starting %s workers on %s (%d KV slots x %d positions, %.1f MiB of KV cache)", placement, device,
+             kv.slots, kv.max_seq_len, kv.total_bytes / 2**20)
+    replica = RayReplica("r0", spec, RayPlacement(
+        placement=placement, worker_cpus=config.worker_cpus, after_resources=config.actor_resources("after_resources"),
+        before_resources=config.actor_resources("before_resources")))
+    await replica.start()
+    limits = Limits(request=config.request_limits(), max_seq_len=kv.max_seq_len,
+                    max_token_chars=tokenizers.max_token_chars)
+    health_servicer = health.aio.HealthServicer()
+    gateway = Gateway(tokenizers, limits, GatewaySettings(
+        max_queued=config.max_queued, decode_steps=config.decode_steps,
+        stream_buffer_bytes=int(config.stream_buffer_mb * 2**20), max_sweep_samples=config.max_sweep_samples),
+        on_health_change=_health_reporter(health_servicer))
+    gateway.add_replica(replica)
+    server = _grpc_server(config, gateway, health_servicer)
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert:
+        with open(config.tls_key, "rb") as k, open(config.tls_cert, "rb") as c:
+            port = server.add_secure_port(address, grpc.ssl_server_credentials([(k.read(), c.read())]))
+    else:
+        port = server.add_insecure_port(address)
+    await server.start()
+    # "liveness" stays SERVING while the process answers, so a liveness probe never kills a gateway that is
+    # only waiting for a worker to restart.
+    await health_servicer.set("liveness", health_pb2.HealthCheckResponse.SERVING)
+    log.info("diffamp serving on %s:%d (%s, tls %s, auth %s)", config.host, port, placement,
+             "on" if config.tls_cert else "off", "on" if config.auth_token else "off")
+    return RunningServer(server, gateway, port, config)
+
+
+def _grpc_server(config: ServerConfig, gateway: Gateway, health_servicer) -> grpc.aio.Server:
+    options = [("grpc.max_receive_message_length", config.max_message_bytes),
+               ("grpc.max_send_message_length", config.max_message_bytes)]
+    interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
+    interceptors.append(DecodeGuardInterceptor())
+    server = grpc.aio.server(options=options, interceptors=interceptors)
+    diffamp_pb2_grpc.add_AmplificationServiceServicer_to_server(
+        AmplificationServicer(gateway, stall_s=config.stream_stall_seconds,
+                              max_message_bytes=config.max_message_bytes), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return server
+
+
+async def serve(config: ServerConfig) -> None:
+    running = await start_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"diffamp serving on {config.host}:{running.port}", flush=True)
+    await stop.wait()
+    log.info("shutting down: draining for up to %.0f s", config.drain_seconds)
+    await running.stop()

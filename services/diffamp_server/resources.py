@@ -1,0 +1,99 @@
+"""Resource planning at startup: where the models go, how long a KV slot is, and how many slots fit.
+
+Every limit derived from the models is computed here once: the context limit (the configured max_seq_len
+capped by both models' context) and the KV slots (max_batch_size, capped by the KV memory budget).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from .config import ServerConfig
+from .kv_cache import slot_bytes, slots_within_budget
+from .loading import ModelSource, context_length, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+
+def model_sources(config: ServerConfig) -> tuple[ModelSource, ModelSource]:
+    return (ModelSource(config.after, config.tokenizer_class or None, config.trust_remote_code),
+            ModelSource(config.before, config.tokenizer_class or None, config.trust_remote_code))
+
+
+def model_config(source: ModelSource):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(source.model_id, trust_remote_code=source.trust_remote_code).get_text_config()
+
+
+def max_seq_len(configured: int, *model_configs) -> int:
+    """Positions per KV slot: the configured length, capped at every model's context."""
+    return min([configured] + [context_length(c) for c in model_configs])
+
+
+def logits_size(*model_configs) -> int:
+    """Ids past the smaller output layer cannot be scored by both models."""
+    return min(c.vocab_size for c in model_configs)
+
+
+def init_ray(config: ServerConfig) -> None:
+    """Join the configured cluster, or start a local Ray bound to the loopback address only."""
+    if not config.ray_address:
+        # Read when ray is imported: with it off, every Ray server of a local instance listens on 127.0.0.1.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    if ray.is_initialized():
+        return
+    if not config.ray_address:
+        ray.init(num_cpus=config.ray_num_cpus or None, include_dashboard=False, log_to_driver=True)
+        return
+    deadline = time.monotonic() + 120
+    while True:  # in a pod, the Ray head may still be starting
+        try:
+            ray.init(address=config.ray_address, log_to_driver=True)
+            return
+        except ConnectionError as exc:
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"no Ray cluster at {config.ray_address}: {exc}") from exc
+            log.info("waiting for the Ray cluster at %s", config.ray_address)
+            time.sleep(2)
+
+
+def resolve_placement(config: ServerConfig) -> tuple[str, str]:
+    """(placement, device) from the flags and the Ray cluster's GPUs."""
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    device = config.device
+    if device == "auto":
+        device = "cuda" if gpus else "cpu"
+    if device.startswith("cuda"):
+        device = "cuda:0"  # Ray gives each GPU actor its own CUDA_VISIBLE_DEVICES, so it sees cuda:0
+    placement = config.placement
+    if placement == "auto":
+        placement = "split" if device.startswith("cuda") and gpus >= 2 else "colocated"
+    return placement, device
+
+
+@dataclass(frozen=True, kw_only=True)
+class KvPlan:
+    slots: int
+    max_seq_len: int
+    bytes_per_slot: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.slots * self.bytes_per_slot
+
+
+def plan_kv(config: ServerConfig, device: str, after_cfg, before_cfg) -> KvPlan:
+    """KV slots of max_seq_len positions: max_batch_size of them, or as many as the memory budget holds."""
+    length = max_seq_len(config.max_seq_len, after_cfg, before_cfg)
+    dtype = resolve_dtype(config.dtype, device)
+    per_slot = slot_bytes(after_cfg, length, dtype) + slot_bytes(before_cfg, length, dtype)
+    slots = slots_within_budget(int(config.kv_cache_budget_mb * 2**20), per_slot, config.max_batch_size)
+    return KvPlan(slots=slots, max_seq_len=length, bytes_per_slot=per_slot)
