@@ -29,3 +29,15 @@ def test_secrets_are_redacted():
     assert ServerConfig(auth_token="hunter2").redacted()["auth_token"] == "***"
     assert "hunter2" not in repr(ServerConfig(auth_token="hunter2").redacted())
     assert "hunter2" not in repr(ServerConfig(auth_token="hunter2"))
+
+
+def test_the_auth_token_can_come_from_a_file_and_never_from_both(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("from-a-file\n")
+    assert ServerConfig(auth_token_file=str(path)).auth_token == "from-a-file"
+    with pytest.raises(ValueError, match="not both"):
+        ServerConfig(auth_token="x", auth_token_file=str(path))
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        ServerConfig(auth_token_file=str(tmp_path / "empty"))
+    assert "from-a-file" not in repr(ServerConfig(auth_token_file=str(path)))

@@ -143,3 +143,16 @@ def test_after_the_fuzz_a_normal_request_succeeds(authed_stub, server):
     samples = collect(stub.Generate(request(n=2, seed=5, max_new_tokens=6)))
     assert sorted(samples) == [0, 1] and all(s["finish_reason"] for s in samples.values())
     assert server.running.gateway.scheduler.live_sequences == 0
+
+
+def test_reflection_needs_the_token_when_auth_is_on(server, certs, authed_stub):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    channel, _, _ = _secure_stub(server, certs)
+    with pytest.raises(grpc.RpcError) as err:
+        list(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(iter([request]), timeout=10))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    authed_channel, _ = authed_stub
+    [answer] = list(reflection_pb2_grpc.ServerReflectionStub(authed_channel).ServerReflectionInfo(iter([request])))
+    assert "diffamp.v1.AmplificationService" in {s.name for s in answer.list_services_response.service}

@@ -36,7 +36,8 @@ class EventSink(Protocol):
 
     def deliver(self, event: SampleEvent) -> None: ...
 
-    def fail(self, error: DiffampError) -> None: ...
+    def fail(self, error: DiffampError, drop_pending: bool = False) -> None:
+        """End the request with `error`: after the events already delivered, or instead of them."""
 
 
 class ListSink:
@@ -51,5 +52,5 @@ class ListSink:
     def deliver(self, event: SampleEvent) -> None:
         self.events.setdefault(event.index, []).append(event)
 
-    def fail(self, error: DiffampError) -> None:
+    def fail(self, error: DiffampError, drop_pending: bool = False) -> None:
         self.error = error

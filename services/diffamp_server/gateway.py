@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .errors import ShuttingDown, WorkerUnavailable
+from .errors import ShuttingDown, StreamStalled, WorkerUnavailable
 from .events import EventSink, SampleEvent
 from .output import OutputProcessor
 from .replica import Replica, ReplicaInfo
@@ -33,7 +34,7 @@ class GatewaySettings:
     max_queued: int
     decode_steps: int
     stream_buffer_bytes: int
-    max_sweep_samples: int
+    stream_stall_s: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +45,11 @@ class ServerInfo:
     kv_tokens_used: int
     max_seq_len: int
     shared_vocab_size: int
+
+
+GIL_SWITCH_INTERVAL_S = 0.001
+"""Tokenizing in a thread holds the GIL for long stretches of Python (chat templates); a short switch interval
+lets the event loop, which answers health checks, have it back within a millisecond instead of five."""
 
 
 class Gateway:
@@ -61,7 +67,9 @@ class Gateway:
         self._on_health_change = on_health_change or (lambda serving: None)
         self._wakeups: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task] = {}
+        self._watchdog: asyncio.Task | None = None
         self._tokenize = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffamp-tokenize")
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
     @property
     def serving(self) -> bool:
@@ -76,6 +84,8 @@ class Gateway:
         self._tasks[replica.id] = asyncio.get_running_loop().create_task(self._run(replica),
                                                                            name=f"diffamp-replica-{replica.id}")
         self._set_healthy(replica.id, True)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch_stalls(), name="diffamp-stalls")
 
     async def remove_replica(self, replica_id: str, grace_s: float) -> None:
         """Admit nothing more to the replica, let its samples finish for up to grace_s, move the rest to other
@@ -216,6 +226,29 @@ class Gateway:
         log.info("replica %s is back", replica.id)
         self._set_healthy(replica.id, True)
 
+    async def _watch_stalls(self, every_s: float = 0.5) -> None:
+        """End requests whose consumer has not taken an event for stream_stall_s while its buffer was full. Their
+        rows and queue places are freed at once; the client gets the status when it next reads."""
+        full_since: dict[int, float] = {}
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(every_s)
+            now = loop.time()
+            live = {id(state): state for state in self.scheduler.live_requests()}
+            full_since = {key: since for key, since in full_since.items() if key in live}
+            for key, state in live.items():
+                if not state.sink.full:
+                    full_since.pop(key, None)
+                    continue
+                since = full_since.setdefault(key, now)
+                if now - since >= self.settings.stream_stall_s:
+                    log.warning("ending a request whose client read nothing for %.0f s", now - since)
+                    self.scheduler.cancel(state)
+                    state.sink.fail(StreamStalled(f"the client read nothing for {self.settings.stream_stall_s:g} s "
+                                                  f"while its stream buffer was full, so the server ended the "
+                                                  f"stream"), drop_pending=True)
+                    self.wake()
+
     # -- shutdown ------------------------------------------------------------------------------------------
     async def drain(self, grace_s: float) -> None:
         """Stop admitting, let in-flight streams finish for up to grace_s, then end the rest with UNAVAILABLE."""
@@ -230,9 +263,10 @@ class Gateway:
         for state in self.scheduler.fail_all():
             state.sink.fail(ShuttingDown(f"the server shut down before this request finished "
                                          f"(drain period {grace_s:g} s)"))
-        for task in self._tasks.values():
+        tasks = list(self._tasks.values()) + ([self._watchdog] if self._watchdog else [])
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tokenize.shutdown(wait=False)
 
     def shutdown_replicas(self) -> None:

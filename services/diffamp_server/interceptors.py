@@ -53,16 +53,20 @@ class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _rejecting(handler):
-    async def reject(request, context):
+    """A handler of the same kind as `handler` that answers UNAUTHENTICATED and does nothing else."""
+
+    async def reject(request_or_iterator, context):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
 
-    async def reject_stream(request, context):
+    async def reject_stream(request_or_iterator, context):
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
         yield  # pragma: no cover - makes this an async generator, as a streaming handler must be
 
     args = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(reject_stream, **args)
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(reject, **args)
-    raise NotImplementedError("diffamp has only unary-unary and unary-stream methods")
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(reject_stream, **args)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(reject, **args)
+    return grpc.stream_stream_rpc_method_handler(reject_stream, **args)

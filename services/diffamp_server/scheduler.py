@@ -11,8 +11,9 @@ fails again while it is the only suspect in the call is the cause, and the calle
 continues.
 
 Fairness: free rows go one at a time to the client holding the fewest rows across all replicas, and within
-that client to the request holding the fewest; ties go to the earliest. A big request never keeps a waiting
-one from the next free rows, whatever is queued ahead. A request larger than the free rows is admitted in
+that client to the request holding the fewest; ties go to the earliest. When a waiting request finds too few
+rows free, requests holding more than their share give up their youngest rows, so a small request never
+waits for a big one's samples to finish. Rows of a client that is not reading are given up too. A request larger than the free rows is admitted in
 chunks, each prefilled once. Samples of a failed replica return to the queue and continue elsewhere from the
 tokens they already have.
 """
@@ -33,20 +34,26 @@ from .request import SequenceRequest
 class Sample:
     """One sequence being generated."""
 
-    __slots__ = ("owner", "params", "output")
+    __slots__ = ("owner", "params", "output", "evicted")
 
     def __init__(self, owner: "RequestState", params: SamplingParams, output: SampleOutput):
         self.owner = owner
         self.params = params
         self.output = output
+        self.evicted = False
 
     @property
     def token_ids(self) -> list[int]:
         return self.output.token_ids
 
     @property
-    def done(self) -> bool:
+    def finished(self) -> bool:
         return self.output.finish_reason is not None or self.owner.cancelled
+
+    @property
+    def done(self) -> bool:
+        """Leaves its row at the next plan: finished, or evicted to wait for a row again."""
+        return self.evicted or self.finished
 
 
 class RequestState:
@@ -132,14 +139,10 @@ class Scheduler:
         count = 0
         for sample in self.rows[replica]:
             self._unhold(sample.owner)
-            if sample.done:
+            if sample.finished:
                 self._released(sample.owner)
                 continue
-            state = sample.owner
-            if not state.waiting:
-                self.waiting.setdefault(state.client, []).append(state)
-            state.resume.append(sample)
-            self.queued += 1
+            self._wait_again(sample)
             count += 1
         self.rows[replica] = []
         self.pending_moves[replica] = []
@@ -204,6 +207,56 @@ class Scheduler:
     def _released(self, state: RequestState) -> None:
         state.released += 1
 
+    def _wait_again(self, sample: Sample) -> None:
+        """An unfinished sample lost its row: it waits for one again and will continue from its tokens."""
+        sample.evicted = False
+        state = sample.owner
+        if not state.waiting:
+            self.waiting.setdefault(state.client, []).append(state)
+        state.resume.append(sample)
+        self.queued += 1
+
+    def _leave_row(self, sample: Sample) -> None:
+        self._unhold(sample.owner)
+        if sample.finished:
+            self._released(sample.owner)
+        else:
+            self._wait_again(sample)
+
+    def _preempt_for_waiting(self, replica: str) -> None:
+        """While requests that could run wait and too few rows are free, a request holding more than its share
+        of the replica's rows (rows / requests running or ready) gives up its youngest rows beyond that share:
+        just as many as the waiting requests need to reach their share. The evicted samples continue later
+        from their tokens."""
+        rows = self.rows[replica]
+        ready = [s for queue in self.waiting.values() for s in queue if not s.sink.full and not s.suspect]
+        if not ready:
+            return
+        holding: dict[RequestState, list[Sample]] = {}
+        for sample in rows:
+            if not sample.done:
+                holding.setdefault(sample.owner, []).append(sample)
+        share = max(1, self.slots[replica] // len(set(holding) | set(ready)))
+        need = sum(min(s.waiting, max(0, share - len(holding.get(s, ())))) for s in ready)
+        excess = need - (self.slots[replica] - sum(len(v) for v in holding.values()))
+        for state, samples in sorted(holding.items(), key=lambda kv: -len(kv[1])):
+            if excess <= 0 or len(samples) <= share:
+                break
+            samples.sort(key=lambda s: len(s.token_ids))
+            for sample in samples[: min(excess, len(samples) - share)]:
+                sample.evicted = True
+                excess -= 1
+
+    def _evict_paused(self, replica: str) -> None:
+        """While a request that could run waits for rows, rows whose client is not reading are given up."""
+        rows = self.rows[replica]
+        if len(rows) < self.slots[replica] or not any(
+                not s.sink.full for queue in self.waiting.values() for s in queue):
+            return
+        for sample in rows:
+            if not sample.done and sample.owner.sink.full:
+                sample.evicted = True
+
     def _release_done(self, replica: str) -> list[tuple[int, int]]:
         """Drop finished rows, filling each hole with the last live row; the moves the worker must copy."""
         rows = self.rows[replica]
@@ -211,16 +264,13 @@ class Scheduler:
 
         def pop_done_tail():
             while rows and rows[-1].done:
-                done = rows.pop()
-                self._unhold(done.owner)
-                self._released(done.owner)
+                self._leave_row(rows.pop())
 
         pop_done_tail()
         i = 0
         while i < len(rows):
             if rows[i].done:
-                self._unhold(rows[i].owner)
-                self._released(rows[i].owner)
+                self._leave_row(rows[i])
                 rows[i] = rows.pop()
                 moves.append((len(rows), i))
                 pop_done_tail()
@@ -306,6 +356,9 @@ class Scheduler:
     def next_plan(self, replica: str) -> BatchPlan | None:
         """The next worker call of `replica`, or None when it has nothing to advance. Moves of a call that
         never happened are kept for the next one."""
+        if self.queued:
+            self._evict_paused(replica)
+            self._preempt_for_waiting(replica)
         moves = self.pending_moves[replica] + self._release_done(replica)
         rows = self.rows[replica]
         decode_ids = [s.token_ids[-1] for s in rows]

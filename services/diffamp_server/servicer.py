@@ -1,9 +1,4 @@
-"""The gRPC servicer: translate the proto in, call the gateway, translate the result out.
-
-Streams are written with a time limit: a client that reads nothing for `stall_s` seconds gets its stream
-ended (its samples stop advancing as soon as its buffer is full, streams.py), so it holds KV rows for at most
-that long.
-"""
+"""The gRPC servicer: translate the proto in, call the gateway, translate the result out."""
 
 from __future__ import annotations
 
@@ -14,7 +9,7 @@ from diffamp.common.sweep import SummaryRow, SweepRecord
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp.v1 import diffamp_pb2_grpc
 
-from .errors import StreamStalled
+from .errors import InvalidArgument
 from .events import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING, SampleEvent
 from .gateway import Gateway, ServerInfo
 from .model_runner import RunnerInfo
@@ -31,8 +26,16 @@ FINISH_REASONS = {
 COMPARE_MODELS = {"after": pb.COMPARE_MODEL_AFTER, "before": pb.COMPARE_MODEL_BEFORE}
 
 
-def prompt_input(p: pb.Prompt, prefix: str = "prompt") -> PromptInput:
+def prompt_input(p: pb.Prompt, prefix: str = "prompt", max_items: int | None = None) -> PromptInput:
+    """A Prompt message as the domain's PromptInput. With max_items, a conversation or id list longer than that
+    is refused before any of it is copied (each turn and id costs at least one token of the context)."""
     source = p.WhichOneof("source")
+    if max_items is not None:
+        count = (len(p.conversation.messages) if source == "conversation" else
+                 len(p.token_ids.ids) if source == "token_ids" else 0)
+        if count > max_items:
+            kind = "conversation.messages" if source == "conversation" else "token_ids.ids"
+            raise InvalidArgument(prefix, f"{count} {kind} cannot fit the context limit of {max_items} tokens")
     return PromptInput(
         text=p.text if source == "text" else "",
         messages=tuple((m.role, m.content) for m in p.conversation.messages) if source == "conversation" else (),
@@ -50,21 +53,27 @@ def _optional(msg, name):
     return getattr(msg, name) if msg.HasField(name) else None
 
 
-def generate_input(req: pb.GenerateRequest) -> GenerateInput:
-    return GenerateInput(prompt=prompt_input(req.prompt), sampling=sampling_input(req.sampling),
+def generate_input(req: pb.GenerateRequest, max_items: int) -> GenerateInput:
+    return GenerateInput(prompt=prompt_input(req.prompt, max_items=max_items), sampling=sampling_input(req.sampling),
                          alpha=_optional(req, "alpha"), n=req.n, seed=_optional(req, "seed"),
                          logprobs=_optional(req, "logprobs"), first_sample_index=req.first_sample_index)
 
 
-def compare_input(req: pb.CompareRequest) -> GenerateInput:
-    return GenerateInput(prompt=prompt_input(req.prompt), sampling=sampling_input(req.sampling),
+def compare_input(req: pb.CompareRequest, max_items: int) -> GenerateInput:
+    return GenerateInput(prompt=prompt_input(req.prompt, max_items=max_items), sampling=sampling_input(req.sampling),
                          seed=_optional(req, "seed"))
 
 
-def sweep_input(req: pb.SweepRequest) -> SweepInput:
+async def sweep_input(req: pb.SweepRequest, max_items: int, chunk: int = 256) -> SweepInput:
+    """The SweepRequest as a SweepInput; converting a big request yields to the event loop every `chunk` prompts."""
+    prompts = []
+    for i, p in enumerate(req.prompts):
+        prompts.append((p.id, prompt_input(p.prompt, f"prompts[{i}].prompt", max_items)))
+        if i % chunk == chunk - 1:
+            await asyncio.sleep(0)
     return SweepInput(
-        prompts=tuple((p.id, prompt_input(p.prompt, f"prompts[{i}].prompt")) for i, p in enumerate(req.prompts)),
-        alphas=tuple(req.alphas), n=req.n, sampling=sampling_input(req.sampling), seed=req.seed,
+        prompts=tuple(prompts), alphas=tuple(req.alphas), n=req.n, sampling=sampling_input(req.sampling),
+        seed=req.seed,
         detectors=tuple(DetectorInput(name=d.name, substring=d.substring if d.WhichOneof("test") == "substring" else None,
                                       regex=d.regex if d.WhichOneof("test") == "regex" else None,
                                       ignore_case=d.ignore_case) for d in req.detectors),
@@ -81,26 +90,21 @@ def client_key(context) -> str:
 
 
 class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
-    def __init__(self, gateway: Gateway, *, stall_s: float, max_message_bytes: int):
+    def __init__(self, gateway: Gateway, *, max_message_bytes: int):
         self.gateway = gateway
-        self.stall_s = stall_s
         self.max_message_bytes = max_message_bytes
-
-    async def _write(self, context, message) -> None:
-        try:
-            await asyncio.wait_for(context.write(message), self.stall_s)
-        except asyncio.TimeoutError:
-            raise StreamStalled(f"the client read nothing for {self.stall_s:g} s, so the server ended the stream") from None
 
     @grpc_errors
     async def Generate(self, request, context):
-        async for event in self.gateway.generate(generate_input(request), client_key(context)):
-            await self._write(context, self._generate_response(event))
+        inp = generate_input(request, self.gateway.limits.max_seq_len)
+        async for event in self.gateway.generate(inp, client_key(context)):
+            await context.write(self._generate_response(event))
 
     @grpc_errors
     async def Compare(self, request, context):
-        async for label, event in self.gateway.compare(compare_input(request), client_key(context)):
-            await self._write(context, pb.CompareResponse(
+        inp = compare_input(request, self.gateway.limits.max_seq_len)
+        async for label, event in self.gateway.compare(inp, client_key(context)):
+            await context.write(pb.CompareResponse(
                 model=COMPARE_MODELS[label], text=event.text, token_ids=event.token_ids,
                 finish_reason=FINISH_REASONS.get(event.finish_reason, pb.FINISH_REASON_UNSPECIFIED),
                 completion_tokens=event.completion_tokens, seed=event.seed))
@@ -108,9 +112,10 @@ class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
     @grpc_errors
     async def Sweep(self, request, context):
         self.gateway.check_admitting()
-        plan = validate_sweep(sweep_input(request), self.gateway.limits, self.max_message_bytes)
+        inp = await sweep_input(request, self.gateway.limits.max_seq_len)
+        plan = await validate_sweep(inp, self.gateway.limits, self.max_message_bytes)
         async for item in run_sweep(self.gateway, plan, client_key(context)):
-            await self._write(context, _sweep_response(item))
+            await context.write(_sweep_response(item))
 
     @grpc_errors
     async def CheckTokenizers(self, request, context):

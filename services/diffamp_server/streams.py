@@ -3,7 +3,9 @@
 The step loop delivers events without waiting; the stream handler takes them as its client reads. When the
 buffered bytes pass the limit the buffer reports `full`, the scheduler stops advancing the request's samples
 (they keep their KV rows), and once the handler has drained it below half the limit the step loop is woken.
-A slow reader thus costs a bounded amount of memory and never slows anyone else.
+While other requests wait for rows, the scheduler gives a paused request's rows up (its samples continue later
+from their tokens), so a slow reader costs a bounded amount of memory and never slows anyone else; one that
+stays full for the stall limit has its request cancelled (gateway.py).
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ class StreamBuffer:
         self.bytes += event_bytes(event)
         self._ready.set()
 
-    def fail(self, error: DiffampError) -> None:
+    def fail(self, error: DiffampError, drop_pending: bool = False) -> None:
+        """End the stream with `error`, after the events already buffered unless drop_pending."""
         self.error = error
+        if drop_pending:
+            self.items.clear()
+            self.bytes = 0
         self._ready.set()
 
     async def get(self) -> SampleEvent:

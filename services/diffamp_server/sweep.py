@@ -92,8 +92,9 @@ class SweepSummaryItem:
 SweepItem = SweepRecord | SweepProgress | SweepSummaryItem
 
 
-def validate_sweep(inp: SweepInput, limits: Limits, max_message_bytes: int) -> SweepPlan:
-    """Every rule of a Sweep request, in time linear in its size."""
+async def validate_sweep(inp: SweepInput, limits: Limits, max_message_bytes: int, chunk: int = 256) -> SweepPlan:
+    """Every rule of a Sweep request, in time linear in its size, yielding to the event loop every `chunk`
+    prompts."""
     req = limits.request
     if not inp.prompts:
         raise InvalidArgument("prompts", "empty: give at least one prompt")
@@ -102,8 +103,10 @@ def validate_sweep(inp: SweepInput, limits: Limits, max_message_bytes: int) -> S
     bad = first_bad_name(pid for pid, _ in inp.prompts)
     if bad:
         raise InvalidArgument(f"prompts[{bad[0]}].id", bad[1])
-    for _, prompt in inp.prompts:
+    for i, (_, prompt) in enumerate(inp.prompts):
         check_prompt(prompt, limits)
+        if i % chunk == chunk - 1:
+            await asyncio.sleep(0)
     if not inp.alphas:
         raise InvalidArgument("alphas", "empty: give at least one alpha")
     if len(inp.alphas) > req.max_alphas:
@@ -224,7 +227,7 @@ class _UnitSink:
     def deliver(self, event: SampleEvent) -> None:
         self.inbox.queue.put_nowait((self.unit, event))
 
-    def fail(self, error: DiffampError) -> None:
+    def fail(self, error: DiffampError, drop_pending: bool = False) -> None:
         self.inbox.queue.put_nowait((self.unit, error))
 
 
