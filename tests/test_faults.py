@@ -96,14 +96,13 @@ def test_exception_in_forward_is_retried_elsewhere_once(server):
     import ray
 
     def break_next_forward(worker):  # nested, so Ray pickles it by value into the actor
-        runner = worker.engine.after
-        original = runner.run
+        runner = worker.engine.runners["after"]
 
         def broken(*args):
-            runner.run = original
+            del runner.decode
             raise RuntimeError("injected forward failure")
 
-        runner.run = broken
+        runner.decode = broken
 
     stub = client(server.address)
     req = request(n=3, max_new_tokens=100, prompt="boom", seed=3, min_new_tokens=100)
@@ -123,15 +122,15 @@ def test_a_request_that_breaks_the_worker_every_time_fails_alone(server):
     import ray
 
     def break_on_prompt(worker, poison):
-        runner = worker.engine.after
-        original = runner.run
+        engine = worker.engine
+        original = engine.execute
 
-        def broken(plan, model):
+        def broken(plan):
             if any(p.after_ids[-len(poison):] == poison for p in plan.prefills):
                 raise RuntimeError("this prompt breaks the worker")
-            return original(plan, model)
+            return original(plan)
 
-        runner.run = broken
+        engine.execute = broken
 
     stub = client(server.address)
     poison_ids = [5, 6, 7, 8, 9]
@@ -147,6 +146,5 @@ def test_a_request_that_breaks_the_worker_every_time_fails_alone(server):
         samples[first.index]["token_ids"][:0] = list(first.token_ids)
         assert sorted(samples) == [0, 1, 2] and all(len(s["token_ids"]) == 60 for s in samples.values())
     finally:
-        ray.get(_actor(server).__ray_call__.remote(
-            lambda worker: setattr(worker.engine.after, "run", type(worker.engine.after).run.__get__(worker.engine.after))))
+        ray.get(_actor(server).__ray_call__.remote(lambda worker: delattr(worker.engine, "execute")))
     _wait_serving(server)

@@ -51,17 +51,15 @@ def test_trust_remote_code_is_logged_when_on(llama_pair, caplog):
 def test_slot_bytes_is_what_the_cache_allocates(pair, request):
     from transformers import AutoConfig
 
-    from diffamp_server.kv_cache import slot_bytes
-    from diffamp_server.loading import ModelSource
-    from diffamp_server.model_runner import ModelRunner
+    from diffamp_server.engine.kv_store import SlotKV, slot_bytes
 
     after, _ = request.getfixturevalue(pair)
-    runner = ModelRunner.load(ModelSource(str(after)), "float32", "cpu", max_batch_size=3, max_seq_len=64)
-    assert runner.cache.nbytes() == 3 * slot_bytes(AutoConfig.from_pretrained(after), 64, torch.float32)
+    config = AutoConfig.from_pretrained(after)
+    assert SlotKV(config, 3, 64, torch.float32, "cpu").nbytes() == 3 * slot_bytes(config, 64, torch.float32)
 
 
 def test_the_kv_budget_caps_the_slots_and_must_hold_one():
-    from diffamp_server.kv_cache import slots_within_budget
+    from diffamp_server.engine.kv_store import slots_within_budget
 
     assert slots_within_budget(0, 1000, 64) == 64
     assert slots_within_budget(10_500, 1000, 64) == 10

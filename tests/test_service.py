@@ -481,7 +481,7 @@ def test_cancelling_200_streams_leaks_nothing(server, stub):
 def test_the_kv_cache_budget_caps_the_slots_and_admission_follows(ray_cluster, llama_pair):
     from transformers import AutoConfig
 
-    from diffamp_server.kv_cache import slot_bytes
+    from diffamp_server.engine.kv_store import slot_bytes
 
     after, before = llama_pair
     one_slot = sum(slot_bytes(AutoConfig.from_pretrained(d), 128, torch.float32) for d in (after, before))

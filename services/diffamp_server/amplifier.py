@@ -17,10 +17,10 @@ import numpy as np
 
 from diffamp.common.defaults import LIMITS
 
-from .engine import PairEngine
+from .engine.loader import RunnerSpec, load_runner
+from .engine.pair import PairEngine
 from .events import ListSink, SampleEvent
 from .loading import ModelSource
-from .model_runner import ModelRunner
 from .output import OutputProcessor
 from .plan import TokenLogprobs
 from .request import (GenerateInput, Limits, PromptInput, SamplingInput, SequenceRequest, to_request,
@@ -87,22 +87,24 @@ class Amplifier:
 
     def __init__(self, after: str, before: str, *, device: str = "auto", dtype: str = "auto",
                  max_batch_size: int = 64, max_seq_len: int = 1024, decode_steps: int = 8,
-                 tokenizer_class: str | None = None, trust_remote_code: bool = False,
-                 one_sided_tokens: str = "retokenize", limits=LIMITS):
+                 engine: str = "auto", compile: bool = False, tokenizer_class: str | None = None,
+                 trust_remote_code: bool = False, one_sided_tokens: str = "retokenize", limits=LIMITS):
         after_src = ModelSource(after, tokenizer_class, trust_remote_code)
         before_src = ModelSource(before, tokenizer_class, trust_remote_code)
-        after_runner = ModelRunner.load(after_src, dtype, device, max_batch_size, max_seq_len)
-        before_runner = ModelRunner.load(before_src, dtype, device, max_batch_size, max_seq_len)
-        a, b = after_runner.info(), before_runner.info()
-        self.tokenizers = TokenizerPair.load(after_src, before_src, min(a.logits_size, b.logits_size),
-                                             one_sided_tokens)
+        runners = [load_runner(RunnerSpec(source=src, dtype=dtype, device=device, engine=engine,
+                                          max_rows=max_batch_size, max_seq_len=max_seq_len))
+                   for src in (after_src, before_src)]
+        after_runner, before_runner = runners
+        self.tokenizers = TokenizerPair.load(after_src, before_src,
+                                             min(r.lm.logits_size for r in runners), one_sided_tokens)
         eos_ids = self.tokenizers.eos_ids
-        self.engine = PairEngine(after_runner, before_runner, self.tokenizers.shared.mask(), tuple(sorted(eos_ids)),
-                                 max_batch_size)
+        self.engine = PairEngine(after_runner, before_runner, shared=self.tokenizers.shared,
+                                 eos_ids=tuple(sorted(eos_ids)), max_rows=max_batch_size, max_steps=decode_steps,
+                                 max_logprobs=limits.max_logprobs, compile=compile)
         self.output = OutputProcessor(self.tokenizers.after, eos_ids)
         self.scheduler = Scheduler(self.output, max_queued=1 << 40, decode_steps=decode_steps)
         self.scheduler.add_replica(REPLICA, max_batch_size)
-        self.limits = Limits(request=limits, max_seq_len=min(after_runner.max_seq_len, before_runner.max_seq_len),
+        self.limits = Limits(request=limits, max_seq_len=self.engine.max_seq_len,
                              max_token_chars=self.tokenizers.max_token_chars)
 
     def generate(self, prompt: str = "", *, progress: bool = False, **options) -> list[Completion]:
@@ -134,7 +136,7 @@ class Amplifier:
                 plan = self.scheduler.next_plan(REPLICA)
                 if plan is None:
                     break
-                result = self.engine.step(plan)
+                result = self.engine.execute(plan)
                 for sample, tokens, logprobs in zip(self.scheduler.samples_of(REPLICA, plan), result.token_ids,
                                                     result.logprobs):
                     if sample.done:

@@ -17,6 +17,7 @@ from diffamp.common.defaults import LIMITS, RequestLimits
 DEMO_PAIR_DIR = Path(__file__).parent / "demo_pair"
 PLACEMENTS = ("auto", "colocated", "split")
 ONE_SIDED_POLICIES = ("retokenize", "reject")
+ENGINES = ("auto", "static", "eager")
 
 
 @dataclass
@@ -54,6 +55,14 @@ class ServerConfig:
     kv_cache_budget_mb: float = field(default=0.0, metadata={"env": "DIFFAMP_KV_CACHE_BUDGET_MB",
                                       "help": "most MiB the KV caches of both models may hold; caps the KV slots "
                                               "(0: no budget beyond --max-batch-size)"})
+    engine: str = field(default="auto", metadata={
+        "env": "DIFFAMP_ENGINE",
+        "help": "auto (static when the model allows it, else eager), static (static shapes, CUDA graphs on GPU; "
+                "refuses a model it cannot run) or eager (transformers' own attention; any architecture)"})
+    compile: bool = field(default=False, metadata={
+        "env": "DIFFAMP_COMPILE",
+        "help": "torch.compile (inductor) the models' decode step; the first start compiles (cached in "
+                "TORCHINDUCTOR_CACHE_DIR for the next)"})
     decode_steps: int = field(default=8, metadata={"env": "DIFFAMP_DECODE_STEPS",
                               "help": "most decode steps per worker call; more amortise the Ray round trip, and "
                                       "streams then receive tokens in chunks of up to this many"})
@@ -114,6 +123,8 @@ class ServerConfig:
             raise ValueError(f"kv_cache_budget_mb must be >= 0; got {self.kv_cache_budget_mb}")
         if self.alpha_bound <= 0:
             raise ValueError(f"alpha_bound must be > 0; got {self.alpha_bound}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
         if self.one_sided_tokens not in ONE_SIDED_POLICIES:
             raise ValueError(f"one_sided_tokens must be one of {', '.join(ONE_SIDED_POLICIES)}; "
                              f"got {self.one_sided_tokens!r}")

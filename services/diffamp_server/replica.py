@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
-from .model_runner import RunnerInfo
+from .engine.model import RunnerInfo
 from .plan import BatchPlan, BatchResult
 from .workers import AfterWorker, BeforeWorker, PairWorker, WorkerSpec, actor_options
 

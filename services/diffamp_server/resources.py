@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from .config import ServerConfig
-from .kv_cache import slot_bytes, slots_within_budget
+from .engine.kv_store import slot_bytes, slots_within_budget
 from .loading import ModelSource, context_length, resolve_dtype
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from diffamp.v1 import diffamp_pb2_grpc
 from .errors import InvalidArgument
 from .events import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING, SampleEvent
 from .gateway import Gateway, ServerInfo
-from .model_runner import RunnerInfo
+from .engine.model import RunnerInfo
 from .plan import TokenLogprobs
 from .request import GenerateInput, PromptInput, SamplingInput
 from .status import grpc_errors

@@ -16,9 +16,11 @@ from datetime import timedelta
 
 import torch
 
-from .engine import PairEngine, Sampler
+from .engine.loader import RunnerSpec, load_runner
+from .engine.model import RunnerInfo
+from .engine.pair import PairEngine
+from .engine.split import AfterHalf, BeforeHalf
 from .loading import ModelSource
-from .model_runner import ModelRunner, RunnerInfo
 from .plan import BatchPlan, BatchResult
 from .vocab import SharedVocab
 
@@ -38,6 +40,14 @@ class WorkerSpec:
     shared_vocab: SharedVocab
     eos_ids: tuple[int, ...] = ()
     torch_threads: int = 0
+    engine: str = "auto"
+    compile: bool = False
+    decode_steps: int = 8
+    max_logprobs: int = 20
+
+    def runner(self, which: str):
+        return load_runner(RunnerSpec(source=getattr(self, which), dtype=self.dtype, device=self.device,
+                                      engine=self.engine, max_rows=self.max_batch_size, max_seq_len=self.max_seq_len))
 
 
 def _set_threads(spec: WorkerSpec) -> None:
@@ -65,15 +75,15 @@ class PairWorker:
 
     def __init__(self, spec: WorkerSpec):
         _set_threads(spec)
-        after = ModelRunner.load(spec.after, spec.dtype, spec.device, spec.max_batch_size, spec.max_seq_len)
-        before = ModelRunner.load(spec.before, spec.dtype, spec.device, spec.max_batch_size, spec.max_seq_len)
-        self.engine = PairEngine(after, before, spec.shared_vocab.mask(), spec.eos_ids, spec.max_batch_size)
+        self.engine = PairEngine(spec.runner("after"), spec.runner("before"), shared=spec.shared_vocab,
+                                 eos_ids=spec.eos_ids, max_rows=spec.max_batch_size, max_steps=spec.decode_steps,
+                                 max_logprobs=spec.max_logprobs, compile=spec.compile)
 
     def execute(self, plan: BatchPlan) -> BatchResult:
-        return self.engine.step(plan)
+        return self.engine.execute(plan)
 
     def info(self) -> tuple[RunnerInfo, RunnerInfo]:
-        return self.engine.after.info(), self.engine.before.info()
+        return tuple(r.lm.info(r.store.nbytes(), self.engine.engine) for r in self.engine.runners.values())
 
     def ping(self) -> str:
         return _node_id()
@@ -83,11 +93,7 @@ class _SplitWorker:
     """One model of a split pair, joined to its peer by a two-process torch.distributed group."""
 
     rank: int
-
-    def __init__(self, spec: WorkerSpec, source: ModelSource, device: str):
-        _set_threads(spec)
-        self.runner = ModelRunner.load(source, spec.dtype, device, spec.max_batch_size, spec.max_seq_len)
-        self.vocab = spec.shared_vocab.size
+    half: AfterHalf | BeforeHalf
 
     def address(self) -> tuple[str, int]:
         with socket.socket() as s:
@@ -97,77 +103,41 @@ class _SplitWorker:
     def join_group(self, master: tuple[str, int], timeout_s: float) -> None:
         import torch.distributed as dist
 
-        backend = "nccl" if self.runner.device.type == "cuda" else "gloo"
+        backend = "nccl" if self.half.device.type == "cuda" else "gloo"
         dist.init_process_group(backend, init_method=f"tcp://{master[0]}:{master[1]}", rank=self.rank,
                                 world_size=2, timeout=timedelta(seconds=timeout_s))
 
+    def execute(self, plan: BatchPlan):
+        return self.half.execute(plan)
+
     def info(self) -> RunnerInfo:
-        return self.runner.info()
+        runner = self.half.runner
+        return runner.lm.info(runner.store.nbytes(), runner.engine)
 
     def ping(self) -> str:
         return _node_id()
 
 
 class AfterWorker(_SplitWorker):
-    """Samples. After each token it tells the before worker which tokens to feed next, or to stop."""
+    """The after model; samples, and tells the before worker which tokens to feed next."""
 
     rank = 0
 
     def __init__(self, spec: WorkerSpec):
-        super().__init__(spec, spec.after, spec.device)
-        self.sampler = Sampler(spec.shared_vocab.mask(self.runner.device), spec.eos_ids, spec.max_batch_size)
-
-    def execute(self, plan: BatchPlan) -> BatchResult:
-        result = self.sampler.run(plan, self.runner.run(plan, "after"), self._receive_logits(plan.num_rows),
-                                  self._decode)
-        _send_control(torch.zeros(plan.num_rows, dtype=torch.long), torch.zeros(plan.num_rows, dtype=torch.bool),
-                      go=False, device=self.runner.device)
-        return result
-
-    def _decode(self, tokens: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _send_control(tokens, active, go=True, device=self.runner.device)
-        return self.runner.decode(tokens, active), self._receive_logits(tokens.shape[0])
-
-    def _receive_logits(self, rows: int) -> torch.Tensor:
-        import torch.distributed as dist
-
-        before = torch.empty(rows, self.vocab, dtype=torch.float32, device=self.runner.device)
-        dist.recv(before, src=1)
-        return before
+        _set_threads(spec)
+        self.half = AfterHalf(spec.runner("after"), shared=spec.shared_vocab, eos_ids=spec.eos_ids,
+                              max_rows=spec.max_batch_size, max_steps=spec.decode_steps,
+                              max_logprobs=spec.max_logprobs)
 
 
 class BeforeWorker(_SplitWorker):
-    """Runs the plan's first step, then one decode step per 'go' from the after worker, sending logits back."""
+    """The before model: one forward per step, its logits sent to the after worker."""
 
     rank = 1
 
     def __init__(self, spec: WorkerSpec):
-        super().__init__(spec, spec.before, spec.device)
-
-    def execute(self, plan: BatchPlan) -> None:
-        import torch.distributed as dist
-
-        self._send_logits(self.runner.run(plan, "before"))
-        control = torch.empty(2 * plan.num_rows + 1, dtype=torch.long, device=self.runner.device)
-        while True:
-            dist.recv(control, src=0)
-            tokens, active, go = control[: plan.num_rows], control[plan.num_rows: -1], control[-1]
-            if not int(go):
-                return
-            self._send_logits(self.runner.decode(tokens, active.bool()))
-
-    def _send_logits(self, logits: torch.Tensor) -> None:
-        import torch.distributed as dist
-
-        dist.send(logits[:, : self.vocab].float().contiguous(), dst=0)
-
-
-def _send_control(tokens: torch.Tensor, active: torch.Tensor, go: bool, device) -> None:
-    """[tokens..., active..., go] from the after worker to the before worker: one small int tensor per token."""
-    import torch.distributed as dist
-
-    go_flag = torch.tensor([int(go)], dtype=torch.long, device=device)
-    dist.send(torch.cat([tokens.to(device), active.to(device).long(), go_flag]), dst=1)
+        _set_threads(spec)
+        self.half = BeforeHalf(spec.runner("before"), shared=spec.shared_vocab, max_rows=spec.max_batch_size)
 
 
 def _node_id() -> str:

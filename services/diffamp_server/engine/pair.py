@@ -1,0 +1,137 @@
+"""Both models of a pair in one process: the colocated placement, and the library API.
+
+A worker call (`execute(plan)`): the row table takes the plan's moves and new prompts, the KV stores copy and
+fill rows (no logits: each prompt's last token is fed by the first step), the rows' state and the call's
+uniforms go to the device in one copy, then each step runs both forwards, the amplified sampling and the state
+update (a CUDA graph replay per step on GPU), and the tokens come back in one copy at the end.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..plan import BatchPlan, BatchResult, TokenLogprobs
+from ..vocab import SharedVocab
+from .buckets import Buckets
+from .decode_step import DecodeState, StepKind, sample_step
+from .graphs import StepGraphs
+from .rows import MODELS, RowTable
+from .runners import ModelRunner
+from .uniforms import call_uniforms
+
+STEP_KINDS = [StepKind(filters, logprobs) for filters in (False, True) for logprobs in (False, True)]
+
+
+class PairEngine:
+    def __init__(self, after: ModelRunner, before: ModelRunner, *, shared: SharedVocab, eos_ids: tuple[int, ...],
+                 max_rows: int, max_steps: int, max_logprobs: int, compile: bool = False,
+                 cuda_graphs: bool | None = None):
+        self.runners = {"after": after, "before": before}
+        self.device = after.lm.device
+        self.engine = after.engine if after.engine == before.engine else "eager"
+        self.max_seq_len = min(after.store.max_seq_len, before.store.max_seq_len)
+        self.table = RowTable(max_rows)
+        self.state = DecodeState(rows=max_rows, steps=max_steps, vocab=shared.size, shared=shared.mask(),
+                                 eos_ids=eos_ids, max_logprobs=min(max_logprobs, shared.size), device=self.device)
+        static = self.engine == "static"
+        if cuda_graphs is None:
+            cuda_graphs = static and self.device.type == "cuda"
+        if cuda_graphs and not static:
+            raise ValueError("CUDA graphs need the static engine")
+        self.buckets = Buckets.padded(max_rows, self.max_seq_len) if cuda_graphs else \
+            Buckets.exact(self.max_seq_len, min_batch=2 if compile and max_rows > 1 else 1)
+        self._forwards = self._decode_both
+        if compile:
+            self._forwards = torch.compile(self._decode_both, dynamic=True, fullgraph=True)
+        self.graphs = None
+        if cuda_graphs:
+            keys = [(b, kv, kind) for b in self.buckets.batch for kv in self.buckets.kv for kind in STEP_KINDS]
+            with torch.inference_mode():
+                self.graphs = StepGraphs(lambda key: self._step(*key), keys, self._reset)
+
+    # -- one step -----------------------------------------------------------------------------------------
+    def _decode_both(self, tokens_after, tokens_before, lengths_after, lengths_before, kv_len: int):
+        after = self.runners["after"].decode(tokens_after, lengths_after, kv_len)
+        before = self.runners["before"].decode(tokens_before, lengths_before, kv_len)
+        return after, before.to(after.device)
+
+    def _step(self, rows: int, kv_len: int, kind: StepKind) -> None:
+        s = self.state
+        after, before = self._forwards(s.tokens["after"][:rows], s.tokens["before"][:rows],
+                                       s.lengths["after"][:rows], s.lengths["before"][:rows], kv_len)
+        sample_step(s, after, before, kind)
+
+    def _reset(self) -> None:
+        """All rows inactive at position 0 (free slots), for capturing graphs."""
+        s = self.state
+        s.active.zero_()
+        s.step.zero_()
+        for m in MODELS:
+            s.lengths[m].zero_()
+            s.tokens[m].zero_()
+
+    # -- one worker call ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def execute(self, plan: BatchPlan) -> BatchResult:
+        moves, work = self.table.apply(plan)
+        for model, runner in self.runners.items():
+            for batch in moves:
+                runner.store.copy_rows([s for s, _ in batch], [d for _, d in batch])
+            runner.prefill(work[model].first_row, work[model].prompts)
+            for src, dst, length in work[model].copies:
+                runner.store.copy_rows([src], [dst], length)
+        inputs = self.table.inputs(plan)
+        n = inputs.rows
+        if inputs.steps == 0:
+            return BatchResult(token_ids=[[] for _ in range(n)], logprobs=[[] for _ in range(n)])
+        params = self.table.params[:n]
+        keys = [(p.seed, p.sample_index, int(g)) for p, g in zip(params, self.table.generated[:n])]
+        kind = StepKind(filters=any(p.top_k > 0 or p.top_p < 1 for p in params),
+                        logprobs=any(p.logprobs is not None for p in params))
+        self.state.load(self.table, inputs, call_uniforms(keys, inputs.steps))
+        ran = self._run_steps(n, inputs.steps, kind)
+        out = self.state.read(n, ran, kind)
+        self.table.advance(out["taken"])
+        return to_result(out, params, kind)
+
+    def _run_steps(self, n: int, steps: int, kind: StepKind) -> int:
+        """Up to `steps` steps; stops early once no row is active. On CUDA the check reads the flag of the step
+        before the one just launched, so the device never waits for the host."""
+        rows = self.buckets.batch_for(n)
+        longest = self.table.longest(n)
+        kv = self.buckets.kv_for(longest + steps)
+        if self.graphs is None:
+            for step in range(steps):
+                self._step(rows, kv if self.engine == "static" else longest + step + 1, kind)
+                if not bool(self.state.any_active):
+                    return step + 1
+            return steps
+        flags = torch.zeros(steps, dtype=torch.bool, pin_memory=True)
+        events = [torch.cuda.Event() for _ in range(steps)]
+        for step in range(steps):
+            self.graphs.replay((rows, kv, kind))
+            flags[step].copy_(self.state.any_active[0], non_blocking=True)
+            events[step].record()
+            if step:
+                events[step - 1].synchronize()
+                if not bool(flags[step - 1]):
+                    return step + 1
+        return steps
+
+
+def to_result(out: dict, params, kind: StepKind) -> BatchResult:
+    """Per row, the tokens it sampled (and their logprobs where the row asked for them)."""
+    token_ids, logprobs = [], []
+    for r, p in enumerate(params):
+        taken = int(out["taken"][r])
+        token_ids.append(out["tokens"][r, :taken].tolist())
+        if not kind.logprobs or p.logprobs is None:
+            logprobs.append([])
+            continue
+        k = p.logprobs
+        logprobs.append([TokenLogprobs(
+            amplified=float(out["amplified"][r, t]), after=float(out["after"][r, t]),
+            before=float(out["before"][r, t]), sampled=float(out["sampled"][r, t]),
+            kl_after_before=float(out["kl"][r, t]), top_ids=out["top_ids"][r, t, :k].tolist(),
+            top_logprobs=out["top_logprobs"][r, t, :k].tolist()) for t in range(taken)])
+    return BatchResult(token_ids=token_ids, logprobs=logprobs)
