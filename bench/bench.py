@@ -183,7 +183,10 @@ def main() -> int:
           f"torch {torch.__version__}; {platform.processor() or platform.machine()}", flush=True)
 
     reference = Reference(after, before, args.max_new_tokens, args.alpha)
+    started = time.perf_counter()
     server, address = start_server(after, before, args.max_batch_size, *args.server_args.split())
+    start_s = time.perf_counter() - started
+    print(f"server up in {start_s:.1f} s (diffamp serve {args.server_args})", flush=True)
     try:
         stub = diffamp_pb2_grpc.AmplificationServiceStub(grpc.insecure_channel(address))
         run_concurrency(stub, None, 4, 8, args.alpha, 999, min_tokens=0)  # warm-up, which also opens the channel
@@ -205,7 +208,7 @@ def main() -> int:
     print(f"peak memory: gateway {memory['gateway_peak_rss_mb']:.0f} MB, worker {memory['worker_peak_rss_mb']:.0f} MB "
           f"(KV caches {memory['kv_cache_mb']:.0f} MB); reference process {memory['reference_process_peak_rss_mb']:.0f} MB")
     print(json.dumps({"pair": args.pair, "max_new_tokens": args.max_new_tokens, "alpha": args.alpha,
-                      "server_args": args.server_args,
+                      "server_args": args.server_args, "server_start_s": start_s,
                       "diffamp": rows, "memory": memory}))
     return 0
 

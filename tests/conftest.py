@@ -25,6 +25,26 @@ def vocab_pair(pair_root):
     return build_pair(pair_root, "vocab")
 
 
+@pytest.fixture(scope="session")
+def gap_pair(pair_root):
+    return build_pair(pair_root, "gap")
+
+
+@pytest.fixture(scope="session")
+def mistral_pair(pair_root):
+    return build_pair(pair_root, "mistral")
+
+
+@pytest.fixture(scope="session")
+def gemma2_pair(pair_root):
+    return build_pair(pair_root, "gemma2")
+
+
+@pytest.fixture(scope="session")
+def gemma3_pair(pair_root):
+    return build_pair(pair_root, "gemma3")
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     import ray

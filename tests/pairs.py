@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, GenerationConfig, LlamaConfig, LlamaForCausalLM
-from transformers import PreTrainedTokenizerFast
+from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig, GenerationConfig,
+                          GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                          MistralForCausalLM, PreTrainedTokenizerFast)
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
@@ -42,22 +44,54 @@ def _save(model, tokenizer, directory: Path, eos_ids: list[int]) -> None:
     GenerationConfig(eos_token_id=eos_ids).save_pretrained(directory)
 
 
+WINDOW = 4
+"""Sliding window of the sliding-window pairs: far shorter than their test sequences."""
+
+
+def _model(kind: str, vocab: int):
+    small = dict(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=128)
+    if kind == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=128))
+    if kind == "mistral":  # one window on every layer
+        return MistralForCausalLM(MistralConfig(**small, sliding_window=WINDOW))
+    if kind == "gemma2":  # sliding and full layers alternate; attention and final logits are soft-capped
+        return Gemma2ForCausalLM(Gemma2Config(**small, head_dim=8, sliding_window=WINDOW, query_pre_attn_scalar=8,
+                                              attn_logit_softcapping=5.0, final_logit_softcapping=3.0))
+    if kind == "gemma3":  # two sliding layers, then a full one, each type with its own RoPE
+        return Gemma3ForCausalLM(Gemma3TextConfig(**{**small, "num_hidden_layers": 3}, head_dim=8,
+                                                  sliding_window=WINDOW, query_pre_attn_scalar=8,
+                                                  layer_types=["sliding_attention", "sliding_attention",
+                                                               "full_attention"]))
+    return LlamaForCausalLM(LlamaConfig(**small))
+
+
+def _drop_token(directory: Path, token: str) -> None:
+    """Remove one token (and the merges that make it) from a saved tokenizer: its id becomes a gap."""
+    path = directory / "tokenizer.json"
+    data = json.loads(path.read_text())
+    del data["model"]["vocab"][token]
+    data["model"]["merges"] = [m for m in data["model"]["merges"]
+                               if "".join(m if isinstance(m, list) else m.split(" ")) != token]
+    path.write_text(json.dumps(data))
+
+
 def build_pair(root: Path, kind: str) -> tuple[Path, Path]:
-    """kind: 'llama', 'gpt2' or 'vocab' (Llama-style, after has 3 trailing added tokens and a padded embedding)."""
+    """kind: 'llama', 'gpt2', 'vocab' (Llama-style; after has 3 trailing added tokens and a padded embedding),
+    'gap' (Llama-style; the before tokenizer lacks one token in the middle of the vocabulary), 'mistral', 'gemma2'
+    or 'gemma3' (sliding windows of WINDOW tokens)."""
     after_dir, before_dir = root / f"{kind}-after", root / f"{kind}-before"
     extra = ["<|tool|>", "<|think|>", "<|quirk|>"] if kind == "vocab" else []
     after_tok = build_tokenizer(after_dir, extra)
     before_tok = build_tokenizer(before_dir)
+    if kind == "gap":
+        _drop_token(before_dir, GAP_TOKEN)
     for seed, directory, tok in ((0, after_dir, after_tok), (1, before_dir, before_tok)):
         torch.manual_seed(seed)
         vocab = len(tok) + (5 if kind == "vocab" and directory == after_dir else 0)
-        if kind == "gpt2":
-            config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=128,
-                                bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
-            model = GPT2LMHeadModel(config)
-        else:
-            config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
-            model = LlamaForCausalLM(config)
+        model = _model(kind, vocab)
         _save(model, tok, directory, [tok.convert_tokens_to_ids("<|end|>"), tok.eos_token_id])
     return after_dir, before_dir
+
+
+GAP_TOKEN = "Ġthe"

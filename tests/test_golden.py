@@ -1,7 +1,11 @@
-"""The library API's logprobs equal a direct reference (HF forward of each model + the formula) within 1e-4.
+"""The library API's logprobs equal a direct reference (HF forward of each model + the formula) within 1e-4,
+on both engines.
 
-The library API shares the scheduler, slot KV cache, runner and sampler with the service workers, so this
-covers the batched, cached decode path: several samples in one batch, several steps deep.
+The library API shares the scheduler, slot KV store, runners and sampler with the service workers, so this
+covers the batched, cached decode path: several samples in one batch, several steps deep. The pairs cover
+GPT-2 (absolute positions), Llama (GQA), trailing added tokens, a gap in the shared vocabulary, and sliding
+windows (Mistral: every layer; Gemma 2: alternating, with soft-capped attention and logits; Gemma 3: hybrid
+layers with a RoPE per layer type), with sequences several times longer than the window.
 """
 
 import pytest
@@ -14,12 +18,18 @@ ALPHAS = [0.0, -1.0, 1.0, 4.0]
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module", params=["llama_pair", "gpt2_pair", "vocab_pair"])
+PAIRS = ["llama_pair", "gpt2_pair", "vocab_pair", "gap_pair", "mistral_pair", "gemma2_pair", "gemma3_pair"]
+
+
+@pytest.fixture(scope="module", params=[(p, e) for p in PAIRS for e in ("static", "eager")],
+                ids=lambda v: f"{v[0].removesuffix('_pair')}-{v[1]}")
 def pair(request):
-    after_dir, before_dir = request.getfixturevalue(request.param)
+    name, engine = request.param
+    after_dir, before_dir = request.getfixturevalue(name)
     amp = Amplifier(str(after_dir), str(before_dir), device="cpu", dtype="float32", max_batch_size=16,
-                    max_seq_len=128)
-    return amp, ReferencePair(after_dir, before_dir, amp.tokenizers.shared.size)
+                    max_seq_len=128, engine=engine)
+    assert amp.engine.engine == engine
+    return amp, ReferencePair(after_dir, before_dir, amp.tokenizers.shared)
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
@@ -92,3 +102,22 @@ def test_library_compare_is_each_model_alone(pair):
         for t, token in enumerate(tokens):
             amplified, _, _ = ref.next_token_logprobs(prompt + tokens[:t], alpha)
             assert token == int(amplified.argmax())
+
+
+@pytest.mark.parametrize("engine", ["static", "eager"])
+def test_a_gap_in_the_shared_vocabulary_is_never_sampled_and_never_makes_nan(gap_pair, engine):
+    """The before tokenizer lacks one id in the middle of the range. Masked before amplifying, that id's logit
+    was -inf - (-inf) = NaN, the row's softmax NaN, and sampling returned token 0 (greedy: the gap itself)."""
+    import math
+
+    amp = Amplifier(str(gap_pair[0]), str(gap_pair[1]), device="cpu", max_batch_size=32, max_seq_len=128,
+                    engine=engine)
+    (gap,) = [i for i in range(amp.tokenizers.shared.size) if i not in amp.tokenizers.shared.ids()]
+    sampled = amp.generate("the quick", alpha=6.0, n=24, max_new_tokens=12, temperature=2.0, top_p=1.0, seed=3,
+                           logprobs=5)
+    greedy = amp.generate("the quick", alpha=6.0, max_new_tokens=12, temperature=0.0, logprobs=5)
+    for c in sampled + greedy:
+        assert gap not in c.token_ids and 0 not in c.token_ids[:1]
+        lp = c.logprobs
+        assert all(math.isfinite(x) for arr in (lp.amplified, lp.after, lp.before, lp.sampled) for x in arr)
+        assert all(gap not in top for top in lp.top_ids)

@@ -141,7 +141,8 @@ class FixedRunner:
         from types import SimpleNamespace
 
         self.row = logits
-        self.lm = SimpleNamespace(device=torch.device("cpu"), logits_size=logits.shape[-1])
+        self.lm = SimpleNamespace(device=torch.device("cpu"), logits_size=logits.shape[-1],
+                                  limit_logits=lambda columns: None)
         self.store = SimpleNamespace(max_seq_len=64, copy_rows=lambda *a, **k: None)
         self.fed = []
 

@@ -81,7 +81,7 @@ def test_same_seed_same_completion_whatever_shares_the_batch(stub):
 
 def test_greedy_is_argmax_of_the_amplified_logits(stub, llama_pair, tokenizer):
     [s] = collect(stub.Generate(request(temperature=0, alpha=3.0, logprobs=3, max_new_tokens=6))).values()
-    ref = ReferencePair(*llama_pair, shared_size=len(tokenizer))
+    ref = ReferencePair(*llama_pair, len(tokenizer))
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hello world"}], add_generation_prompt=True,
                                            tokenize=True)
     prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)

@@ -61,8 +61,12 @@ class ServerConfig:
                 "refuses a model it cannot run) or eager (transformers' own attention; any architecture)"})
     compile: bool = field(default=False, metadata={
         "env": "DIFFAMP_COMPILE",
-        "help": "torch.compile (inductor) the models' decode step; the first start compiles (cached in "
-                "TORCHINDUCTOR_CACHE_DIR for the next)"})
+        "help": "torch.compile (inductor) the decode step before serving; the first start compiles, later starts "
+                "read the compiled code from --compile-cache-dir"})
+    compile_cache_dir: str = field(default="", metadata={
+        "env": "TORCHINDUCTOR_CACHE_DIR",
+        "help": "where compiled code is cached across restarts (a volume in Kubernetes); empty: torch's default, "
+                "a directory under /tmp"})
     decode_steps: int = field(default=8, metadata={"env": "DIFFAMP_DECODE_STEPS",
                               "help": "most decode steps per worker call; more amortise the Ray round trip, and "
                                       "streams then receive tokens in chunks of up to this many"})

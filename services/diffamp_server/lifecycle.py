@@ -70,7 +70,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     spec = WorkerSpec(after=after_src, before=before_src, dtype=config.dtype, device=device,
                       max_batch_size=kv.slots, max_seq_len=kv.max_seq_len, shared_vocab=tokenizers.shared,
                       eos_ids=tuple(sorted(tokenizers.eos_ids)), torch_threads=config.torch_threads,
-                      engine=config.engine, compile=config.compile, decode_steps=config.decode_steps,
+                      engine=config.engine, compile=config.compile, compile_cache_dir=config.compile_cache_dir,
+                      decode_steps=config.decode_steps,
                       max_logprobs=config.max_logprobs)
     log.info("starting %s workers on %s (%d KV slots x %d positions, %.1f MiB of KV cache)", placement, device,
              kv.slots, kv.max_seq_len, kv.total_bytes / 2**20)

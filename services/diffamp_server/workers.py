@@ -42,12 +42,19 @@ class WorkerSpec:
     torch_threads: int = 0
     engine: str = "auto"
     compile: bool = False
+    compile_cache_dir: str = ""
     decode_steps: int = 8
     max_logprobs: int = 20
 
     def runner(self, which: str):
         return load_runner(RunnerSpec(source=getattr(self, which), dtype=self.dtype, device=self.device,
                                       engine=self.engine, max_rows=self.max_batch_size, max_seq_len=self.max_seq_len))
+
+
+def _prepare_process(spec: WorkerSpec) -> None:
+    _set_threads(spec)
+    if spec.compile_cache_dir:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = spec.compile_cache_dir
 
 
 def _set_threads(spec: WorkerSpec) -> None:
@@ -74,7 +81,7 @@ class PairWorker:
     """Both models in one process (colocated placement)."""
 
     def __init__(self, spec: WorkerSpec):
-        _set_threads(spec)
+        _prepare_process(spec)
         self.engine = PairEngine(spec.runner("after"), spec.runner("before"), shared=spec.shared_vocab,
                                  eos_ids=spec.eos_ids, max_rows=spec.max_batch_size, max_steps=spec.decode_steps,
                                  max_logprobs=spec.max_logprobs, compile=spec.compile)
@@ -124,10 +131,10 @@ class AfterWorker(_SplitWorker):
     rank = 0
 
     def __init__(self, spec: WorkerSpec):
-        _set_threads(spec)
+        _prepare_process(spec)
         self.half = AfterHalf(spec.runner("after"), shared=spec.shared_vocab, eos_ids=spec.eos_ids,
                               max_rows=spec.max_batch_size, max_steps=spec.decode_steps,
-                              max_logprobs=spec.max_logprobs)
+                              max_logprobs=spec.max_logprobs, compile=spec.compile)
 
 
 class BeforeWorker(_SplitWorker):
@@ -136,8 +143,9 @@ class BeforeWorker(_SplitWorker):
     rank = 1
 
     def __init__(self, spec: WorkerSpec):
-        _set_threads(spec)
-        self.half = BeforeHalf(spec.runner("before"), shared=spec.shared_vocab, max_rows=spec.max_batch_size)
+        _prepare_process(spec)
+        self.half = BeforeHalf(spec.runner("before"), shared=spec.shared_vocab, max_rows=spec.max_batch_size,
+                               compile=spec.compile)
 
 
 def _node_id() -> str:

@@ -69,7 +69,7 @@ def slot_attention(module, query, key, value, attention_mask, scaling=None, drop
         out = _softcapped(query, keys, values, mask, scaling, softcap)
     else:
         out = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=scaling,
-                                             enable_gqa=query.shape[1] != keys.shape[1])
+                                             enable_gqa=batch.store.grouped_queries)
     return out.transpose(1, 2).contiguous(), None
 
 

@@ -39,6 +39,7 @@ def slots_within_budget(budget_bytes: int, per_slot_bytes: int, max_batch_size: 
 class SlotKV:
     def __init__(self, config, slots: int, max_seq_len: int, dtype: torch.dtype, device):
         layers, kv_heads, head_dim = kv_shape(config)
+        self.grouped_queries = config.num_attention_heads != kv_heads
         shape = (slots, kv_heads, max_seq_len, head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]

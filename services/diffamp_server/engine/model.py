@@ -50,6 +50,7 @@ class CausalLM:
         for name in ("logit_scale", "logits_scaling"):
             if getattr(self.config, name, None) not in (None, 1, 1.0):
                 raise UnsupportedModel(f"{self.architecture} scales its logits ({name}); diffamp does not support it")
+        self._columns = self.logits_size
         self._head_fp32 = self.head.weight if self.dtype == torch.float32 or self.device.type == "cuda" \
             else self.head.weight.float()
         self._head_bias = None if getattr(self.head, "bias", None) is None else self.head.bias.float()
@@ -69,6 +70,14 @@ class CausalLM:
     def logits_size(self) -> int:
         return self.head.weight.shape[0]
 
+    def limit_logits(self, columns: int) -> None:
+        """Compute logits for ids [0, columns) only: ids past the shared vocabulary are never sampled, and their
+        rows of the LM head need not be read at every step."""
+        self._columns = min(columns, self.logits_size)
+        self._head_fp32 = self._head_fp32[: self._columns]
+        if self._head_bias is not None:
+            self._head_bias = self._head_bias[: self._columns]
+
     def static_engine_problem(self) -> str | None:
         """Why the static engine cannot run this model, or None."""
         rope = getattr(self.config, "rope_parameters", None) or {}
@@ -86,7 +95,7 @@ class CausalLM:
         return out.last_hidden_state
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """fp32 logits [B, V] for hidden states [B, H]."""
+        """fp32 logits [B, columns] for hidden states [B, H]."""
         if self.device.type == "cuda" and self.dtype != torch.float32:
             logits = torch.mm(hidden, self._head_fp32.t(), out_dtype=torch.float32)
         else:

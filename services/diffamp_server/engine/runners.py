@@ -44,7 +44,7 @@ def _prefill_inputs(prompts: list[list[int]], device) -> tuple[torch.Tensor, tor
     ids = torch.zeros(len(prompts), width, dtype=torch.long)
     for j, p in enumerate(prompts):
         ids[j, : len(p)] = torch.tensor(p, dtype=torch.long)
-    positions = torch.arange(width).expand(len(prompts), width)
+    positions = torch.arange(width).repeat(len(prompts), 1)
     return ids.to(device), positions.to(device), width
 
 
@@ -54,6 +54,11 @@ class StaticRunner:
     def __init__(self, lm: CausalLM, store: SlotKV):
         self.lm = lm
         self.store = store
+        self._decode = self._decode_logits
+
+    def compile_decode(self) -> None:
+        """Decode through torch.compile (inductor; dynamic batch and KV length)."""
+        self._decode = torch.compile(self._decode_logits, dynamic=True, fullgraph=True)
 
     def _forward(self, ids: torch.Tensor, first_row: int, positions: torch.Tensor, kv_len: int) -> torch.Tensor:
         batch = SlotBatch(self.store, first_row, positions, kv_len)
@@ -67,6 +72,9 @@ class StaticRunner:
         self._forward(ids, first_row, positions, width)
 
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor, kv_len: int) -> torch.Tensor:
+        return self._decode(tokens, lengths, kv_len)
+
+    def _decode_logits(self, tokens: torch.Tensor, lengths: torch.Tensor, kv_len: int) -> torch.Tensor:
         hidden = self._forward(tokens.unsqueeze(-1), 0, lengths.unsqueeze(-1), kv_len)
         return self.lm.logits(hidden[:, -1])
 
@@ -94,6 +102,9 @@ class SlotCache(Cache):
 class EagerRunner:
     engine = "eager"
 
+    def compile_decode(self) -> None:
+        """The eager engine is not compiled."""
+
     def __init__(self, lm: CausalLM, store: SlotKV):
         self.lm = lm
         self.store = store
@@ -103,11 +114,17 @@ class EagerRunner:
         self.window = getattr(config, "sliding_window", None) if ("sliding_attention" in types or not types) else None
 
     def _mask(self, batch: SlotBatch):
-        """As transformers expects it: a dict per layer type for models that look masks up that way, else one
-        mask, windowed when every layer slides."""
+        """As transformers expects it: additive (its eager attention adds the mask to the scores), and a dict per
+        layer type for models that look masks up that way, else one mask, windowed when every layer slides."""
         if self.mask_by_layer_type:
-            return {"full_attention": batch.mask(), "sliding_attention": batch.mask(self.window)}
-        return batch.mask(self.window)
+            return {"full_attention": self._additive(batch.mask()),
+                    "sliding_attention": self._additive(batch.mask(self.window))}
+        return self._additive(batch.mask(self.window))
+
+    def _additive(self, visible: torch.Tensor) -> torch.Tensor:
+        dtype = self.lm.dtype
+        return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible,
+                                                                                          torch.finfo(dtype).min)
 
     def _forward(self, ids: torch.Tensor, first_row: int, positions: torch.Tensor, kv_len: int) -> torch.Tensor:
         batch = SlotBatch(self.store, first_row, positions, kv_len)

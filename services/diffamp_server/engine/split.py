@@ -24,8 +24,11 @@ AFTER_RANK, BEFORE_RANK = 0, 1
 
 
 class _Half:
-    def __init__(self, runner: ModelRunner, model: str, shared: SharedVocab, max_rows: int):
+    def __init__(self, runner: ModelRunner, model: str, shared: SharedVocab, max_rows: int, compile: bool):
         self.runner = runner
+        if compile:
+            runner.compile_decode()
+        runner.lm.limit_logits(shared.size)
         self.model = model
         self.vocab = shared.size
         self.device = runner.lm.device
@@ -34,7 +37,7 @@ class _Half:
         self.cuda_graphs = self.static and self.device.type == "cuda"
         self.buckets = (Buckets.padded(max_rows, runner.store.max_seq_len) if self.cuda_graphs
                         else Buckets.exact(runner.store.max_seq_len))
-        self.logits = torch.zeros(max_rows, runner.lm.logits_size, device=self.device)
+        self.logits = torch.zeros(max_rows, shared.size, device=self.device)
 
     def _prepare(self, plan: BatchPlan):
         moves, work = self.table.apply(plan)
@@ -60,8 +63,8 @@ class AfterHalf(_Half):
     """Holds the after model and samples."""
 
     def __init__(self, runner: ModelRunner, *, shared: SharedVocab, eos_ids: tuple[int, ...], max_rows: int,
-                 max_steps: int, max_logprobs: int):
-        super().__init__(runner, "after", shared, max_rows)
+                 max_steps: int, max_logprobs: int, compile: bool = False):
+        super().__init__(runner, "after", shared, max_rows, compile)
         self.state = DecodeState(rows=max_rows, steps=max_steps, vocab=shared.size, shared=shared.mask(),
                                  eos_ids=eos_ids, max_logprobs=min(max_logprobs, shared.size), device=self.device)
         self.before_logits = torch.zeros(max_rows, shared.size, device=self.device)
@@ -123,8 +126,8 @@ class AfterHalf(_Half):
 class BeforeHalf(_Half):
     """Holds the before model: a forward per step, its logits to the after half, the next tokens back."""
 
-    def __init__(self, runner: ModelRunner, *, shared: SharedVocab, max_rows: int):
-        super().__init__(runner, "before", shared, max_rows)
+    def __init__(self, runner: ModelRunner, *, shared: SharedVocab, max_rows: int, compile: bool = False):
+        super().__init__(runner, "before", shared, max_rows, compile)
         self.tokens = torch.zeros(max_rows, dtype=torch.long, device=self.device)
         self.lengths = torch.zeros(max_rows, dtype=torch.long, device=self.device)
         self.forward_graphs = None
@@ -153,7 +156,7 @@ class BeforeHalf(_Half):
                 self.forward_graphs.replay((rows, kv))
             else:
                 self._forward(self.tokens, self.lengths, rows, self._kv(kv, longest, step))
-            dist.send(self.logits[:rows, : self.vocab].contiguous(), dst=AFTER_RANK)
+            dist.send(self.logits[:rows], dst=AFTER_RANK)
             dist.recv(control, src=AFTER_RANK)
             advanced = control[rows:2 * rows]
             self.tokens[:rows] = torch.where(advanced.bool(), control[:rows], self.tokens[:rows])
