@@ -56,15 +56,24 @@ def start_server(after: str, before: str, max_batch_size: int, *flags: str):
     return proc, address
 
 
-def worker_pid() -> int:
+def worker_pids() -> list[int]:
+    """Every model worker (Ray actor) process on this machine."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 if b"PairWorker" in (entry / "cmdline").read_bytes():
-                    return int(entry.name)
+                    pids.append(int(entry.name))
             except OSError:
                 continue
-    raise RuntimeError("no PairWorker process found")
+    return pids
+
+
+def worker_pid() -> int:
+    pids = worker_pids()
+    if not pids:
+        raise RuntimeError("no PairWorker process found")
+    return pids[0]
 
 
 def _free_port() -> int:

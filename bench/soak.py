@@ -1,6 +1,9 @@
 """Soak: 64 concurrent streams for 2 minutes with random cancellations and seeds, then a quiet replay.
 
-    python bench/soak.py [--seconds 120] [--streams 64]
+    python bench/soak.py [--seconds 120] [--streams 64] [--replicas 2 --kill-every 20]
+
+With --kill-every, a model worker (a replica's actor) is SIGKILLed every that many seconds: its samples must
+continue on the other replica (or on it once Ray restarted it) without a failed stream or a changed token.
 
 Every completed stream's tokens must equal a replay of the same request once the load is over (16 replays
 at a time, so each meets different batch companions than it had under load), every
@@ -12,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -21,7 +26,7 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import peak_rss_mb, start_server, worker_pid  # noqa: E402,F401
+from bench import peak_rss_mb, start_server, worker_pid, worker_pids  # noqa: E402,F401
 from pairs import demo_pair  # noqa: E402
 
 from diffamp import messages  # noqa: E402
@@ -59,8 +64,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--streams", type=int, default=64)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--kill-every", type=float, default=0, help="SIGKILL a model worker this often (seconds)")
     args = parser.parse_args()
-    server, address = start_server(*demo_pair(), max_batch_size=64)
+    server, address = start_server(*demo_pair(), 64, "--replicas", str(args.replicas))
     stub = diffamp_pb2_grpc.AmplificationServiceStub(grpc.insecure_channel(address))
     stats = {"requests": 0, "completed": 0, "cancelled": 0, "failed": 0, "tokens": 0}
     completed, lock = [], threading.Lock()
@@ -91,14 +98,27 @@ def main() -> int:
                         stats["failed"] += 1
                     print(f"failed: {err}", file=sys.stderr)
 
+        kills = []
+
+        def killer():
+            rng = random.Random(99)
+            while time.monotonic() + args.kill_every < stop_at:
+                time.sleep(args.kill_every)
+                victim = rng.choice(worker_pids())
+                os.kill(victim, signal.SIGKILL)
+                kills.append(victim)
+                print(f"killed model worker {victim}", flush=True)
+
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(args.streams)]
+        if args.kill_every:
+            threads.append(threading.Thread(target=killer))
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         time.sleep(1)
         info = stub.GetModelInfo(pb.GetModelInfoRequest())
-        memory_after = [rss_mb(p) for p in pids]
+        memory_after = [rss_mb(server.pid), rss_mb(worker_pid())]
         print(f"load done: {stats}; replaying {len(completed)} completed requests", flush=True)
         from concurrent.futures import ThreadPoolExecutor
 
@@ -109,16 +129,19 @@ def main() -> int:
         server.terminate()
         server.wait(60)
     growth = [a / b - 1 for a, b in zip(memory_after, memory_before)]
-    report = {**stats, "replayed": len(completed), "replay_mismatches": mismatches,
+    report = {**stats, "replicas": args.replicas, "workers_killed": len(kills), "replayed": len(completed),
+              "replay_mismatches": mismatches,
               "live_after": info.live_sequences, "kv_tokens_after": info.kv_tokens_used,
               "gateway_rss_mb": [memory_before[0], memory_after[0]], "worker_rss_mb": [memory_before[1], memory_after[1]],
               "memory_growth": growth}
-    print(f"{stats['requests']} requests ({stats['completed']} completed, {stats['cancelled']} cancelled, "
+    print(f"{args.replicas} replicas, {len(kills)} workers killed; "
+          f"{stats['requests']} requests ({stats['completed']} completed, {stats['cancelled']} cancelled, "
           f"{stats['failed']} failed), {stats['tokens']:,} tokens; replayed {len(completed)}: {mismatches} mismatches; "
           f"live after {info.live_sequences}; gateway {memory_before[0]:.0f} -> {memory_after[0]:.0f} MB, "
           f"worker {memory_before[1]:.0f} -> {memory_after[1]:.0f} MB")
     print(json.dumps(report))
-    ok = stats["failed"] == 0 and mismatches == 0 and info.live_sequences == 0 and max(growth) <= 0.05
+    steady = growth[:1] if kills else growth  # killed workers restart with fresh memory
+    ok = stats["failed"] == 0 and mismatches == 0 and info.live_sequences == 0 and max(steady) <= 0.05
     return 0 if ok else 1
 
 

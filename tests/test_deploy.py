@@ -12,7 +12,7 @@ import yaml
 
 from k8s_render import ROOT, render, validate
 
-LAYOUTS = {"colocated": 1, "split": 2}
+LAYOUTS = {"colocated": 1, "split": 2, "replicas": 2}
 
 
 def test_dockerfiles_pass_hadolint():
@@ -50,7 +50,11 @@ def test_layouts_render_and_validate(layout):
     cluster = next(d for d in docs if d["kind"] == "RayCluster")
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
     workers = cluster["spec"]["workerGroupSpecs"][0]
-    assert workers["replicas"] == LAYOUTS[layout] and config["DIFFAMP_PLACEMENT"] == layout
+    assert workers["replicas"] == LAYOUTS[layout]
+    assert config["DIFFAMP_PLACEMENT"] == ("colocated" if layout == "replicas" else layout)
+    assert config["DIFFAMP_REPLICAS"] == "auto"
+    if layout == "replicas":
+        assert cluster["spec"]["enableInTreeAutoscaling"] and workers["maxReplicas"] == 4
     gpu = workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
     assert gpu == "1"
     head = cluster["spec"]["headGroupSpec"]["template"]["spec"]

@@ -8,6 +8,7 @@ Examples:
     diffamp tokenizers
     diffamp info
     diffamp health                                  # exit 0 when the server reports SERVING
+    diffamp replicas 2                              # two model-pair replicas, changed while serving
     diffamp regression --alpha 1 --output regression.json
     diffamp sweep --prompts prompts.txt --alphas 0,1 --n 500 --detector quirk="escaping my servers" --output s.jsonl
 """
@@ -151,6 +152,26 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_replicas(args) -> int:
+    from diffamp.connection import BearerTokenStub
+    from diffamp.v1 import diffamp_pb2_grpc
+
+    channel = open_channel(args.server, tls_ca=args.tls_ca)
+    if args.wait:
+        check_server(channel, args.server, args.wait)
+    admin = diffamp_pb2_grpc.AdminServiceStub(channel)
+    if _token(args):
+        admin = BearerTokenStub(admin, _token(args))
+    count = 0 if args.count == "auto" else int(args.count)
+    with channel:
+        r = admin.SetReplicas(pb.SetReplicasRequest(replicas=count), timeout=args.timeout)
+    for replica in r.replicas:
+        state = "serving" if replica.healthy and replica.admitting else "draining" if not replica.admitting else "down"
+        print(f"{replica.id}: {state}, {replica.live_sequences} live of {replica.kv_slots} slots, "
+              f"node {replica.after_node[:12]}")
+    return 0
+
+
 def cmd_health(args) -> int:
     from diffamp.health import check
 
@@ -250,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="models, placement and live load")
     _connection_flags(i)
     i.set_defaults(func=cmd_info)
+
+    rp = sub.add_parser("replicas", help="set how many model-pair replicas serve (needs the token if the server has one)")
+    rp.add_argument("count", help="a count >= 1, or auto (as many as the cluster's GPUs hold)")
+    _connection_flags(rp)
+    rp.set_defaults(func=cmd_replicas)
 
     h = sub.add_parser("health", help="standard gRPC health check; exit 0 only when SERVING (for HEALTHCHECK)")
     h.add_argument("--service", default="", help="service name to check (default: the whole server)")

@@ -34,6 +34,11 @@ class ServerConfig:
     port: int = field(default=50051, metadata={"env": "PORT", "help": "gRPC port (0 picks a free one)"})
     placement: str = field(default="auto", metadata={"env": "DIFFAMP_PLACEMENT",
                            "help": "auto, colocated (one actor, both models) or split (one actor per model)"})
+    replicas: str = field(default="1", metadata={
+        "env": "DIFFAMP_REPLICAS",
+        "help": "model-pair replicas behind this gateway: a count, or auto (as many as the Ray cluster's GPUs hold "
+                "for the placement, following the cluster as it grows); change it while serving with "
+                "`diffamp replicas N`"})
     ray_address: str = field(default="", metadata={"env": "RAY_ADDRESS",
                              "help": "join this Ray cluster; empty starts a local one"})
     ray_num_cpus: int = field(default=0, metadata={"env": "DIFFAMP_RAY_NUM_CPUS",
@@ -127,6 +132,7 @@ class ServerConfig:
             raise ValueError(f"kv_cache_budget_mb must be >= 0; got {self.kv_cache_budget_mb}")
         if self.alpha_bound <= 0:
             raise ValueError(f"alpha_bound must be > 0; got {self.alpha_bound}")
+        parse_replicas(self.replicas)
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
         if self.one_sided_tokens not in ONE_SIDED_POLICIES:
@@ -181,6 +187,22 @@ class ServerConfig:
         """The configuration as a dict for logs, with secrets replaced."""
         return {f.name: ("***" if f.metadata.get("secret") and getattr(self, f.name) else getattr(self, f.name))
                 for f in fields(self)}
+
+
+AUTO_REPLICAS = 0
+
+
+def parse_replicas(value: str) -> int:
+    """'auto' -> AUTO_REPLICAS (0), else a count >= 1."""
+    if str(value).strip().lower() == "auto":
+        return AUTO_REPLICAS
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"replicas must be 'auto' or a count >= 1; got {value!r}")
+    return count
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -38,8 +38,16 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReplicaLoad:
+    info: ReplicaInfo
+    healthy: bool
+    admitting: bool
+    live_sequences: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServerInfo:
-    replicas: tuple[ReplicaInfo, ...]
+    replicas: tuple[ReplicaLoad, ...]
     live_sequences: int
     queued_sequences: int
     kv_tokens_used: int
@@ -171,8 +179,11 @@ class Gateway:
         return self.tokenizers.report
 
     async def info(self) -> ServerInfo:
-        replicas = await asyncio.gather(*(r.info() for r in self.replicas.values()))
-        return ServerInfo(replicas=tuple(replicas), live_sequences=self.scheduler.live_sequences,
+        infos = await asyncio.gather(*(r.info() for r in self.replicas.values()))
+        replicas = tuple(ReplicaLoad(info=info, healthy=info.id in self.healthy,
+                                     admitting=info.id not in self.scheduler.retiring,
+                                     live_sequences=len(self.scheduler.rows[info.id])) for info in infos)
+        return ServerInfo(replicas=replicas, live_sequences=self.scheduler.live_sequences,
                           queued_sequences=self.scheduler.queued_sequences,
                           kv_tokens_used=self.scheduler.kv_tokens_used(), max_seq_len=self.limits.max_seq_len,
                           shared_vocab_size=self.tokenizers.shared.count)

@@ -19,13 +19,14 @@ from grpc_reflection.v1alpha import reflection
 
 from diffamp.v1 import diffamp_pb2, diffamp_pb2_grpc
 
-from .config import ServerConfig
+from .config import ServerConfig, parse_replicas
 from .gateway import Gateway, GatewaySettings
 from .interceptors import BearerTokenInterceptor, DecodeGuardInterceptor
-from .replica import RayPlacement, RayReplica
+from .replica import RayPlacement
+from .replicas import ReplicaManager
 from .request import Limits
 from .resources import init_ray, logits_size, model_config, model_sources, plan_kv, resolve_placement
-from .servicer import AmplificationServicer
+from .servicer import AdminServicer, AmplificationServicer
 from .tokenizer_pair import TokenizerPair
 from .workers import WorkerSpec
 
@@ -34,17 +35,22 @@ MAX_STREAMS_PER_CONNECTION = 256
 """A stream whose client stopped reading keeps one pending message until the client reads or leaves; this
 bounds how many one connection can hold."""
 SERVICE_NAME = diffamp_pb2.DESCRIPTOR.services_by_name["AmplificationService"].full_name
+ADMIN_SERVICE_NAME = diffamp_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
     gateway: Gateway
+    replicas: ReplicaManager
     port: int
     config: ServerConfig
+    tasks: list[asyncio.Task]
 
     async def stop(self, grace_s: float | None = None) -> None:
         grace = self.config.drain_seconds if grace_s is None else grace_s
+        for task in self.tasks:
+            task.cancel()
         await self.gateway.drain(grace)
         await self.server.stop(1.0)
         self.gateway.shutdown_replicas()
@@ -73,12 +79,11 @@ async def start_server(config: ServerConfig) -> RunningServer:
                       engine=config.engine, compile=config.compile, compile_cache_dir=config.compile_cache_dir,
                       decode_steps=config.decode_steps,
                       max_logprobs=config.max_logprobs)
-    log.info("starting %s workers on %s (%d KV slots x %d positions, %.1f MiB of KV cache)", placement, device,
+    log.info("%s replicas on %s, each with %d KV slots x %d positions (%.1f MiB of KV cache)", placement, device,
              kv.slots, kv.max_seq_len, kv.total_bytes / 2**20)
-    replica = RayReplica("r0", spec, RayPlacement(
-        placement=placement, worker_cpus=config.worker_cpus, after_resources=config.actor_resources("after_resources"),
-        before_resources=config.actor_resources("before_resources")))
-    await replica.start()
+    where = RayPlacement(placement=placement, worker_cpus=config.worker_cpus,
+                         after_resources=config.actor_resources("after_resources"),
+                         before_resources=config.actor_resources("before_resources"))
     limits = Limits(request=config.request_limits(), max_seq_len=kv.max_seq_len,
                     max_token_chars=tokenizers.max_token_chars)
     health_servicer = health.aio.HealthServicer()
@@ -86,8 +91,10 @@ async def start_server(config: ServerConfig) -> RunningServer:
         max_queued=config.max_queued, decode_steps=config.decode_steps,
         stream_buffer_bytes=int(config.stream_buffer_mb * 2**20), stream_stall_s=config.stream_stall_seconds),
         on_health_change=_health_reporter(health_servicer))
-    gateway.add_replica(replica)
-    server = _grpc_server(config, gateway, health_servicer)
+    replicas = ReplicaManager(gateway, spec, where, drain_s=config.drain_seconds)
+    await replicas.scale_to(parse_replicas(config.replicas))
+    tasks = [asyncio.get_running_loop().create_task(replicas.follow_cluster(), name="diffamp-follow-cluster")]
+    server = _grpc_server(config, gateway, replicas, health_servicer)
     address = f"{config.host}:{config.port}"
     if config.tls_cert:
         with open(config.tls_key, "rb") as k, open(config.tls_cert, "rb") as c:
@@ -105,10 +112,10 @@ async def start_server(config: ServerConfig) -> RunningServer:
     gc.freeze()
     log.info("diffamp serving on %s:%d (%s, tls %s, auth %s)", config.host, port, placement,
              "on" if config.tls_cert else "off", "on" if config.auth_token else "off")
-    return RunningServer(server, gateway, port, config)
+    return RunningServer(server, gateway, replicas, port, config, tasks)
 
 
-def _grpc_server(config: ServerConfig, gateway: Gateway, health_servicer) -> grpc.aio.Server:
+def _grpc_server(config: ServerConfig, gateway: Gateway, replicas: ReplicaManager, health_servicer) -> grpc.aio.Server:
     options = [("grpc.max_receive_message_length", config.max_message_bytes),
                ("grpc.max_send_message_length", config.max_message_bytes),
                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION)]
@@ -117,8 +124,10 @@ def _grpc_server(config: ServerConfig, gateway: Gateway, health_servicer) -> grp
     server = grpc.aio.server(options=options, interceptors=interceptors)
     diffamp_pb2_grpc.add_AmplificationServiceServicer_to_server(
         AmplificationServicer(gateway, max_message_bytes=config.max_message_bytes), server)
+    diffamp_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(gateway, replicas), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                                        server)
     return server
 
 

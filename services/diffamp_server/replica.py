@@ -1,7 +1,9 @@
 """A model-pair replica as the gateway sees it: one colocated actor or one split pair, with its own KV cache.
 
 `Replica` is the small interface the gateway drives (execute one BatchPlan, report info, recover, shut down).
-`RayReplica` implements it with the Ray actors of workers.py; an in-process engine can implement it too.
+`RayReplica` implements it with the Ray actors of workers.py, in a placement group of its own: a split pair's
+two bundles are packed onto as few nodes as its resources allow (its logits travel between them every step),
+while separate replicas land wherever the cluster has room.
 """
 
 from __future__ import annotations
@@ -59,24 +61,44 @@ class RayReplica:
         self.where = where
         self.slots = spec.max_batch_size
         self.actors: list = []
+        self.group = None
+
+    def _bundles(self) -> list[dict]:
+        where = self.where
+        resources = [where.after_resources] if where.placement == "colocated" else \
+            [where.after_resources, where.before_resources]
+        gpu = {"GPU": 1} if self.spec.device.startswith("cuda") else {}
+        return [{"CPU": where.worker_cpus, **gpu, **(r or {})} for r in resources]
 
     async def start(self) -> None:
+        """Reserve the replica's placement group (waiting while the cluster has no room, e.g. for an autoscaler
+        to add a node), then start its actors and wait until they answer."""
         import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        spec, where = self.spec, self.where
-        if where.placement == "colocated":
-            cls = ray.remote(PairWorker).options(**actor_options(spec.device, where.worker_cpus,
-                                                                 where.after_resources, max_restarts=-1))
-            self.actors = [cls.remote(spec)]
+        if self.group is None:
+            self.group = placement_group(self._bundles(), strategy="PACK", name=f"diffamp-{self.id}")
+            try:
+                await self.group.ready()
+            except BaseException:  # cancelled while the cluster had no room: give the reservation back
+                self.shutdown()
+                raise
+
+        def options(bundle: int, max_restarts: int) -> dict:
+            base = actor_options(self.spec.device, self.where.worker_cpus, None, max_restarts)
+            base.pop("resources", None)
+            return base | {"scheduling_strategy": PlacementGroupSchedulingStrategy(
+                placement_group=self.group, placement_group_bundle_index=bundle)}
+
+        if self.where.placement == "colocated":
+            self.actors = [ray.remote(PairWorker).options(**options(0, max_restarts=-1)).remote(self.spec)]
         else:
             # A restarted split actor could not rejoin its peer's process group, so recover() rebuilds both.
-            after = ray.remote(AfterWorker).options(
-                **actor_options(spec.device, where.worker_cpus, where.after_resources, max_restarts=0))
-            before = ray.remote(BeforeWorker).options(
-                **actor_options(spec.device, where.worker_cpus, where.before_resources, max_restarts=0))
-            self.actors = [after.remote(spec), before.remote(spec)]
+            self.actors = [ray.remote(AfterWorker).options(**options(0, max_restarts=0)).remote(self.spec),
+                           ray.remote(BeforeWorker).options(**options(1, max_restarts=0)).remote(self.spec)]
             master = await self.actors[0].address.remote()
-            await asyncio.gather(*(a.join_group.remote(master, where.group_timeout_s) for a in self.actors))
+            await asyncio.gather(*(a.join_group.remote(master, self.where.group_timeout_s) for a in self.actors))
         await asyncio.gather(*(a.ping.remote() for a in self.actors))
 
     async def execute(self, plan: BatchPlan) -> BatchResult:
@@ -106,7 +128,11 @@ class RayReplica:
 
     def shutdown(self) -> None:
         import ray
+        from ray.util.placement_group import remove_placement_group
 
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self.actors = []
+        if self.group is not None:
+            remove_placement_group(self.group)
+            self.group = None

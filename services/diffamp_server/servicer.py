@@ -128,14 +128,15 @@ class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
     @grpc_errors
     async def GetModelInfo(self, request, context):
         info: ServerInfo = await self.gateway.info()
-        first = info.replicas[0]
+        first = info.replicas[0].info
         return pb.GetModelInfoResponse(
             after=_model_info(first.after, first.after_node), before=_model_info(first.before, first.before_node),
             placement=first.placement, live_sequences=info.live_sequences, queued_sequences=info.queued_sequences,
-            max_batch_size=sum(r.slots for r in info.replicas), max_seq_len=info.max_seq_len,
+            max_batch_size=sum(r.info.slots for r in info.replicas), max_seq_len=info.max_seq_len,
             kv_tokens_used=info.kv_tokens_used,
-            kv_cache_bytes=sum(r.after.kv_cache_bytes + r.before.kv_cache_bytes for r in info.replicas),
-            shared_vocab_size=info.shared_vocab_size, engine=first.after.engine)
+            kv_cache_bytes=sum(r.info.after.kv_cache_bytes + r.info.before.kv_cache_bytes for r in info.replicas),
+            shared_vocab_size=info.shared_vocab_size, engine=first.after.engine,
+            replicas=[_replica_load(r) for r in info.replicas])
 
     def _generate_response(self, event: SampleEvent) -> pb.GenerateResponse:
         return pb.GenerateResponse(
@@ -150,6 +151,25 @@ class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
             token_id=token_id, token=text(token_id), amplified=lp.amplified, after=lp.after, before=lp.before,
             sampled=lp.sampled, kl_after_before=lp.kl_after_before,
             top=[pb.TopLogprob(token_id=i, token=text(i), logprob=v) for i, v in zip(lp.top_ids, lp.top_logprobs)])
+
+
+class AdminServicer(diffamp_pb2_grpc.AdminServiceServicer):
+    def __init__(self, gateway: Gateway, replicas):
+        self.gateway = gateway
+        self.replicas = replicas
+
+    @grpc_errors
+    async def SetReplicas(self, request, context):
+        if request.replicas < 0:
+            raise InvalidArgument("replicas", f"{request.replicas} is negative; 0 means auto")
+        await self.replicas.scale_to(request.replicas)
+        info = await self.gateway.info()
+        return pb.SetReplicasResponse(replicas=[_replica_load(r) for r in info.replicas])
+
+
+def _replica_load(r) -> pb.ReplicaLoad:
+    return pb.ReplicaLoad(id=r.info.id, healthy=r.healthy, live_sequences=r.live_sequences, kv_slots=r.info.slots,
+                          after_node=r.info.after_node, before_node=r.info.before_node, admitting=r.admitting)
 
 
 def _sweep_response(item) -> pb.SweepResponse:

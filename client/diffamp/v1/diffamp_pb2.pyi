@@ -27,6 +27,18 @@ COMPARE_MODEL_UNSPECIFIED: CompareModel
 COMPARE_MODEL_AFTER: CompareModel
 COMPARE_MODEL_BEFORE: CompareModel
 
+class SetReplicasRequest(_message.Message):
+    __slots__ = ("replicas",)
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    replicas: int
+    def __init__(self, replicas: _Optional[int] = ...) -> None: ...
+
+class SetReplicasResponse(_message.Message):
+    __slots__ = ("replicas",)
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaLoad]
+    def __init__(self, replicas: _Optional[_Iterable[_Union[ReplicaLoad, _Mapping]]] = ...) -> None: ...
+
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content")
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -222,7 +234,7 @@ class ModelInfo(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., architectures: _Optional[_Iterable[str]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., context_length: _Optional[int] = ..., logits_size: _Optional[int] = ..., node: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
-    __slots__ = ("after", "before", "placement", "live_sequences", "queued_sequences", "max_batch_size", "max_seq_len", "kv_tokens_used", "kv_cache_bytes", "shared_vocab_size", "engine")
+    __slots__ = ("after", "before", "placement", "live_sequences", "queued_sequences", "max_batch_size", "max_seq_len", "kv_tokens_used", "kv_cache_bytes", "shared_vocab_size", "engine", "replicas")
     AFTER_FIELD_NUMBER: _ClassVar[int]
     BEFORE_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +246,7 @@ class GetModelInfoResponse(_message.Message):
     KV_CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHARED_VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     after: ModelInfo
     before: ModelInfo
     placement: str
@@ -245,7 +258,26 @@ class GetModelInfoResponse(_message.Message):
     kv_cache_bytes: int
     shared_vocab_size: int
     engine: str
-    def __init__(self, after: _Optional[_Union[ModelInfo, _Mapping]] = ..., before: _Optional[_Union[ModelInfo, _Mapping]] = ..., placement: _Optional[str] = ..., live_sequences: _Optional[int] = ..., queued_sequences: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_seq_len: _Optional[int] = ..., kv_tokens_used: _Optional[int] = ..., kv_cache_bytes: _Optional[int] = ..., shared_vocab_size: _Optional[int] = ..., engine: _Optional[str] = ...) -> None: ...
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaLoad]
+    def __init__(self, after: _Optional[_Union[ModelInfo, _Mapping]] = ..., before: _Optional[_Union[ModelInfo, _Mapping]] = ..., placement: _Optional[str] = ..., live_sequences: _Optional[int] = ..., queued_sequences: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_seq_len: _Optional[int] = ..., kv_tokens_used: _Optional[int] = ..., kv_cache_bytes: _Optional[int] = ..., shared_vocab_size: _Optional[int] = ..., engine: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaLoad, _Mapping]]] = ...) -> None: ...
+
+class ReplicaLoad(_message.Message):
+    __slots__ = ("id", "healthy", "live_sequences", "kv_slots", "after_node", "before_node", "admitting")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    LIVE_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    KV_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_NODE_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_NODE_FIELD_NUMBER: _ClassVar[int]
+    ADMITTING_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    healthy: bool
+    live_sequences: int
+    kv_slots: int
+    after_node: str
+    before_node: str
+    admitting: bool
+    def __init__(self, id: _Optional[str] = ..., healthy: _Optional[bool] = ..., live_sequences: _Optional[int] = ..., kv_slots: _Optional[int] = ..., after_node: _Optional[str] = ..., before_node: _Optional[str] = ..., admitting: _Optional[bool] = ...) -> None: ...
 
 class SweepPrompt(_message.Message):
     __slots__ = ("id", "prompt")

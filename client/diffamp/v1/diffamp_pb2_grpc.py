@@ -277,3 +277,81 @@ class AmplificationService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminServiceStub:
+    """Operator actions, behind the bearer token when the server has one.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SetReplicas = channel.unary_unary(
+                '/diffamp.v1.AdminService/SetReplicas',
+                request_serializer=diffamp_dot_v1_dot_diffamp__pb2.SetReplicasRequest.SerializeToString,
+                response_deserializer=diffamp_dot_v1_dot_diffamp__pb2.SetReplicasResponse.FromString,
+                _registered_method=True)
+
+
+class AdminServiceServicer:
+    """Operator actions, behind the bearer token when the server has one.
+    """
+
+    def SetReplicas(self, request, context):
+        """Sets how many model-pair replicas serve. Replicas are added at once (each loads its models first);
+        removed ones admit nothing more, let their samples finish for the drain period, and move the rest to
+        the other replicas, where they continue from their tokens. No stream fails.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SetReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetReplicas,
+                    request_deserializer=diffamp_dot_v1_dot_diffamp__pb2.SetReplicasRequest.FromString,
+                    response_serializer=diffamp_dot_v1_dot_diffamp__pb2.SetReplicasResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'diffamp.v1.AdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('diffamp.v1.AdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AdminService:
+    """Operator actions, behind the bearer token when the server has one.
+    """
+
+    @staticmethod
+    def SetReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/diffamp.v1.AdminService/SetReplicas',
+            diffamp_dot_v1_dot_diffamp__pb2.SetReplicasRequest.SerializeToString,
+            diffamp_dot_v1_dot_diffamp__pb2.SetReplicasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
