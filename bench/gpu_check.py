@@ -1,102 +1,284 @@
-"""GPU checks in one call (see gpu_check.sh): an OLMo-2-0425-1B-shaped random pair in bf16, the seed-style
-reference against diffamp's engine, at 1 to 256 concurrent streams.
+"""Every GPU check of the fast engine in one run (see gpu_check.sh), with the targets it asserts.
 
-Runs without Ray (the GPU image has none): diffamp is driven through its in-process library API, which
-shares the scheduler, slot KV cache, runner and sampler with the Ray workers; the gRPC and Ray overheads
-are measured on CPU by bench.py. Prints one JSON line at the end.
+    python3 bench/gpu_check.py                       # one GPU: an OLMo-2-0425-1B-shaped random bf16 pair
+    python3 bench/gpu_check.py --device cpu --tiny   # the same steps on a tiny pair on CPU (no targets)
+
+Steps, each printed as it finishes, then one JSON line (also written to $OUT/gpu_check.json):
+1. Versions, and whether this image's protobuf and grpcio run the generated stubs.
+2. A random pair with the real vocabulary size (100,352 ids, all shared) and a word-level tokenizer of that size.
+3. bf16 against fp32: the largest difference of the engine's amplified logprobs (bf16 weights, fp32 logits)
+   from an fp32 reference (HF forwards in fp32 and the formula), over 32 sampled tokens at alpha 1.
+4. The reference: the seed's loop (reference.py) at one stream, ms per step.
+5. The in-process engine (static, CUDA graphs): start-up and capture time, then 1..256 streams of 32-token
+   prompts and 128 new tokens: ms per step, tokens/s and peak memory (reset per row).
+6. The real service: `diffamp serve` with Ray actors and gRPC, 1 and 256 streams, the same workload.
+Targets (GPU only; exit 1 when one is missed): 1 stream <= 5 ms/step; 256 streams >= 30,000 tokens/s; the
+service within 15% of the in-process engine on both.
+
+KV memory: a slot holds max_seq_len positions (128 KiB per position per model for this shape), so 256 slots
+of 2,048 positions would need 128 GiB for the pair. Rows 1..128 run at --max-seq-len (2048); the 256-stream row
+runs at --wide-seq-len (256, enough for 160 positions) so 256 slots fit, and says so.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from transformers import Olmo2Config, Olmo2ForCausalLM
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference import generate_one  # noqa: E402
 
-from diffamp_server import Amplifier  # noqa: E402
-from diffamp_server.config import DEMO_PAIR_DIR  # noqa: E402
+SHAPES = {
+    "olmo1b": dict(vocab_size=100352, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                   num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=4096),
+    "tiny": dict(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=4, max_position_embeddings=512),
+}
+PROMPT_TOKENS, NEW_TOKENS = 32, 128
+TARGETS = {"one_stream_ms_per_step": 5.0, "streams_256_tokens_per_s": 30_000, "service_within": 0.15}
 
 
-def build_pair(root: Path) -> tuple[str, str]:
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def versions() -> dict:
+    import grpc
+    import google.protobuf
+    import transformers
+
+    out = {"torch": torch.__version__, "transformers": transformers.__version__, "grpcio": grpc.__version__,
+           "protobuf": google.protobuf.__version__}
+    try:
+        from diffamp.v1 import diffamp_pb2  # noqa: F401 - the generated stubs check the runtime themselves
+
+        out["stubs"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, and the service step is skipped
+        out["stubs"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def build_pair(root: Path, shape: dict, device: str) -> tuple[str, str]:
+    """Two random Olmo2 models (seeds 0 and 1) and a word-level tokenizer with one token per id."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GenerationConfig, Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerFast
+
+    vocab = shape["vocab_size"]
+    tok = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab)}, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=f"t{vocab - 1}", unk_token="t0")
     dirs = []
     for seed, name in ((0, "after"), (1, "before")):
         directory = root / name
         torch.manual_seed(seed)
-        config = Olmo2Config(vocab_size=100352, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                             num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=4096)
-        with torch.device("cuda"):
-            model = Olmo2ForCausalLM(config).to(torch.bfloat16)
+        with torch.device(device):
+            config = Olmo2Config(**shape, eos_token_id=vocab - 1, pad_token_id=0, bos_token_id=None)
+            model = Olmo2ForCausalLM(config).to(torch.bfloat16 if device == "cuda" else torch.float32)
         model.save_pretrained(directory)
-        for f in (DEMO_PAIR_DIR / name).iterdir():
-            if f.name.startswith(("tokenizer", "chat_template", "generation_config")):
-                (directory / f.name).write_bytes(f.read_bytes())
+        fast.save_pretrained(directory)
+        GenerationConfig(eos_token_id=vocab - 1).save_pretrained(directory)
         dirs.append(str(directory))
         del model
     return dirs[0], dirs[1]
 
 
-def reference(after_dir, before_dir, tokens: int) -> dict:
+def prompt_ids(i: int, vocab: int) -> list[int]:
+    return [(i * 7919 + k * 104729) % (vocab - 2) + 1 for k in range(PROMPT_TOKENS)]
+
+
+def bf16_error(after: str, before: str, device: str, dtype: str) -> dict:
+    """The engine's amplified logprobs (its dtype, fp32 logits) against fp32 HF forwards and the formula."""
     from transformers import AutoModelForCausalLM
 
-    after = AutoModelForCausalLM.from_pretrained(after_dir, dtype=torch.bfloat16).cuda().eval()
-    before = AutoModelForCausalLM.from_pretrained(before_dir, dtype=torch.bfloat16).cuda().eval()
-    g = torch.Generator(device="cuda").manual_seed(0)
-    prompt = list(range(5, 25))
-    generate_one(after, before, prompt, 640, 1.0, 8, 1.0, set(), g)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = generate_one(after, before, prompt, 640, 1.0, tokens, 1.0, set(), g)
-    torch.cuda.synchronize()
-    ms = (time.perf_counter() - start) / len(out) * 1000
-    del after, before
-    torch.cuda.empty_cache()
-    return {"ms_per_step": ms, "tokens_per_s": 1000 / ms}
+    from diffamp_server import Amplifier
 
-
-def diffamp(after_dir, before_dir, streams: int, tokens: int) -> dict:
-    amp = Amplifier(after_dir, before_dir, device="cuda", dtype="bfloat16", max_batch_size=max(streams, 1),
-                    max_seq_len=128)
-    prompt_ids = list(range(5, 25))
-    amp.generate(prompt_token_ids=prompt_ids, n=streams, max_new_tokens=4, temperature=1.0, seed=0)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = amp.generate(prompt_token_ids=prompt_ids, n=streams, max_new_tokens=tokens, min_new_tokens=tokens,
-                       temperature=1.0, seed=1)
-    torch.cuda.synchronize()
-    wall = time.perf_counter() - start
-    generated = sum(len(c.token_ids) for c in out)
-    steps = max(len(c.token_ids) for c in out)
-    result = {"streams": streams, "tokens": generated, "tokens_per_s": generated / wall,
-              "ms_per_step": wall / steps * 1000, "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30}
+    amp = Amplifier(after, before, device=device, dtype=dtype, max_batch_size=4, max_seq_len=256)
+    vocab = amp.tokenizers.shared.size
+    prompt = prompt_ids(0, vocab)
+    [c] = amp.generate(prompt_token_ids=prompt, alpha=1.0, temperature=1.0, top_p=1.0, max_new_tokens=32,
+                       min_new_tokens=32, seed=5, logprobs=0)
     del amp
-    torch.cuda.empty_cache()
-    return result
+    ref = [AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).to(device).eval() for d in (after, before)]
+    with torch.no_grad():
+        ids = torch.tensor([prompt + c.token_ids], device=device)
+        a, b = (m(ids).logits[0, len(prompt) - 1:-1, :vocab].double() for m in ref)
+        amplified = (a + (a - b)).log_softmax(-1)
+        want = amplified.gather(-1, ids[0, len(prompt):].unsqueeze(-1)).squeeze(-1).cpu()
+    del ref
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    err = (torch.tensor(c.logprobs.amplified, dtype=torch.float64) - want).abs()
+    return {"dtype": dtype, "tokens": len(c.token_ids), "max_abs_error": float(err.max()),
+            "mean_abs_error": float(err.mean())}
+
+
+def reference_ms(after: str, before: str, device: str, dtype: torch.dtype) -> float:
+    from transformers import AutoModelForCausalLM
+
+    models = [AutoModelForCausalLM.from_pretrained(d, dtype=dtype).to(device).eval() for d in (after, before)]
+    vocab = models[0].config.vocab_size
+    g = torch.Generator(device=device).manual_seed(0)
+    generate_one(*models, prompt_ids(1, vocab), vocab, 1.0, 8, 1.0, set(), g)
+    sync(device)
+    start = time.perf_counter()
+    out = generate_one(*models, prompt_ids(1, vocab), vocab, 1.0, NEW_TOKENS, 1.0, set(), g)
+    sync(device)
+    del models
+    return (time.perf_counter() - start) / len(out) * 1000
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def engine_rows(after: str, before: str, device: str, dtype: str, streams: list[int], max_seq_len: int) -> dict:
+    from diffamp_server import Amplifier
+
+    started = time.perf_counter()
+    amp = Amplifier(after, before, device=device, dtype=dtype, max_batch_size=max(streams), max_seq_len=max_seq_len)
+    start_s = time.perf_counter() - started
+    graphs = amp.engine.graphs
+    out = {"start_s": start_s, "capture_s": graphs.capture_s if graphs else None,
+           "graphs": len(graphs.graphs) if graphs else 0, "engine": amp.engine.engine, "rows": []}
+    vocab = amp.tokenizers.shared.size
+    amp.generate(prompt_token_ids=prompt_ids(2, vocab), n=max(streams), max_new_tokens=8, min_new_tokens=8, seed=0)
+    for n in streams:
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        sync(device)
+        start = time.perf_counter()
+        done = amp.generate(prompt_token_ids=prompt_ids(3 + n, vocab), n=n, max_new_tokens=NEW_TOKENS,
+                            min_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, seed=n)
+        sync(device)
+        wall = time.perf_counter() - start
+        tokens = sum(len(c.token_ids) for c in done)
+        row = {"streams": n, "tokens": tokens, "tokens_per_s": tokens / wall, "ms_per_step": wall / NEW_TOKENS * 1000,
+               "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+               "max_seq_len": max_seq_len}
+        out["rows"].append(row)
+        log(f"  engine, {n:>3} streams (max_seq_len {max_seq_len}): {row['ms_per_step']:.2f} ms/step, "
+            f"{row['tokens_per_s']:,.0f} tokens/s" + (f", peak {row['peak_gib']:.1f} GiB" if row["peak_gib"] else ""))
+    del amp
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def service_rows(after: str, before: str, device: str, dtype: str, streams: list[int], max_seq_len: int) -> dict:
+    """`diffamp serve` in its own process (Ray actors, gRPC), the same workload through the API."""
+    import grpc
+
+    from diffamp.v1 import diffamp_pb2 as pb
+    from diffamp.v1 import diffamp_pb2_grpc
+
+    port = 50000 + os.getpid() % 10000
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "diffamp.cli", "serve", "--after", after, "--before", before,
+                             "--device", device, "--dtype", dtype, "--port", str(port), "--max-batch-size",
+                             str(max(streams)), "--max-seq-len", str(max_seq_len), "--max-n", str(max(streams))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        address = f"127.0.0.1:{port}"
+        grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=400)
+        out = {"start_s": time.perf_counter() - started, "rows": []}
+        stub = diffamp_pb2_grpc.AmplificationServiceStub(grpc.insecure_channel(address))
+        vocab = SHAPE["vocab_size"]
+
+        def run(n, seed, tokens):
+            req = pb.GenerateRequest(prompt=pb.Prompt(token_ids=pb.TokenIds(ids=prompt_ids(seed, vocab))), n=n,
+                                     seed=seed, sampling=pb.SamplingOptions(temperature=1.0, top_p=1.0,
+                                                                             max_new_tokens=tokens,
+                                                                             min_new_tokens=tokens))
+            return sum(len(chunk.token_ids) for chunk in stub.Generate(req, timeout=600))
+
+        run(max(streams), 2, 8)
+        for n in streams:
+            start = time.perf_counter()
+            tokens = run(n, 3 + n, NEW_TOKENS)
+            wall = time.perf_counter() - start
+            row = {"streams": n, "tokens": tokens, "tokens_per_s": tokens / wall,
+                   "ms_per_step": wall / NEW_TOKENS * 1000, "max_seq_len": max_seq_len}
+            out["rows"].append(row)
+            log(f"  service, {n:>3} streams (max_seq_len {max_seq_len}): {row['ms_per_step']:.2f} ms/step, "
+                f"{row['tokens_per_s']:,.0f} tokens/s")
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(60)
 
 
 def main() -> int:
-    tokens = 64
+    global SHAPE
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="a tiny pair (proves the script runs, on CPU too)")
+    parser.add_argument("--max-seq-len", type=int, default=2048)
+    parser.add_argument("--wide-seq-len", type=int, default=256)
+    parser.add_argument("--no-service", action="store_true")
+    args = parser.parse_args()
+    SHAPE = SHAPES["tiny" if args.tiny else "olmo1b"]
+    device = args.device
+    dtype = "bfloat16" if device == "cuda" else "float32"
+    report = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "shape": SHAPE,
+              "versions": versions(), "targets": TARGETS if device == "cuda" else None}
+    log(f"versions: {report['versions']}")
     root = Path(tempfile.mkdtemp(prefix="diffamp-gpu-"))
-    after, before = build_pair(root)
-    ref = reference(after, before, tokens)
-    print(f"reference bs=1: {ref['ms_per_step']:.2f} ms/step ({ref['tokens_per_s']:.1f} tokens/s)", flush=True)
-    rows = []
-    for streams in (1, 8, 32, 128, 256):
-        r = diffamp(after, before, streams, tokens)
-        r["throughput_ratio"] = r["tokens_per_s"] / ref["tokens_per_s"]
-        rows.append(r)
-        print(f"diffamp engine, {streams:>3} streams: {r['ms_per_step']:.2f} ms/step, {r['tokens_per_s']:,.0f} tokens/s "
-              f"({r['throughput_ratio']:.1f}x reference), peak {r['peak_gpu_gb']:.1f} GB", flush=True)
-    print(json.dumps({"device": torch.cuda.get_device_name(), "reference": ref, "diffamp": rows,
-                      "targets": {"one_stream_ms_per_step": 8.0, "streams_256_tokens_per_s": 20000}}))
-    return 0
+    after, before = build_pair(root, SHAPE, device)
+    report["bf16_vs_fp32"] = bf16_error(after, before, device, dtype)
+    log(f"amplified logprobs, {dtype} engine vs fp32 reference: max |error| "
+        f"{report['bf16_vs_fp32']['max_abs_error']:.2e} over {report['bf16_vs_fp32']['tokens']} tokens")
+    report["reference_ms_per_step"] = reference_ms(after, before, device,
+                                                   torch.bfloat16 if device == "cuda" else torch.float32)
+    log(f"reference (the seed's loop), 1 stream: {report['reference_ms_per_step']:.2f} ms/step")
+    narrow, wide = [1, 8, 32, 128], [256]
+    report["engine"] = engine_rows(after, before, device, dtype, narrow, args.max_seq_len)
+    log(f"engine start {report['engine']['start_s']:.1f} s, {report['engine']['graphs']} CUDA graphs captured in "
+        f"{report['engine']['capture_s'] or 0:.1f} s")
+    report["engine_wide"] = engine_rows(after, before, device, dtype, wide, args.wide_seq_len)
+    if not args.no_service and report["versions"]["stubs"] == "ok":
+        report["service"] = service_rows(after, before, device, dtype, [1], args.max_seq_len)
+        report["service_wide"] = service_rows(after, before, device, dtype, wide, args.wide_seq_len)
+    failures = check(report) if device == "cuda" else []
+    report["failures"] = failures
+    for failure in failures:
+        log(f"TARGET MISSED: {failure}")
+    line = json.dumps(report)
+    print(line)
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "gpu_check.json").write_text(line)
+    return 1 if failures else 0
 
+
+def check(report: dict) -> list[str]:
+    failures = []
+    one = report["engine"]["rows"][0]["ms_per_step"]
+    if one > TARGETS["one_stream_ms_per_step"]:
+        failures.append(f"1 stream: {one:.2f} ms/step > {TARGETS['one_stream_ms_per_step']}")
+    wide = report["engine_wide"]["rows"][0]["tokens_per_s"]
+    if wide < TARGETS["streams_256_tokens_per_s"]:
+        failures.append(f"256 streams: {wide:,.0f} tokens/s < {TARGETS['streams_256_tokens_per_s']:,}")
+    if "service" not in report:
+        failures.append("the service path did not run (see versions.stubs)")
+        return failures
+    for name, engine, service, better in (("1 stream ms/step", one, report["service"]["rows"][0]["ms_per_step"], "low"),
+                                          ("256 streams tokens/s", wide,
+                                           report["service_wide"]["rows"][0]["tokens_per_s"], "high")):
+        ratio = service / engine if better == "low" else engine / service
+        if ratio > 1 + TARGETS["service_within"]:
+            failures.append(f"service {name}: {service:,.2f} vs engine {engine:,.2f} ({ratio - 1:.0%} worse)")
+    return failures
+
+
+SHAPE: dict = {}
 
 if __name__ == "__main__":
     raise SystemExit(main())

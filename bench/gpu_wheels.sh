@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Downloads, for the GPU image's Python 3.12, the wheels the service needs there and the image lacks (its
+# torch, transformers and grpcio stay): the grpc health/reflection/status packages, googleapis-common-protos,
+# a protobuf the generated stubs accept, and google-re2. Into .whl/ (ignored by git; carried by the device tool).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+plat=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "${plat[@]}" -d .whl \
+  "grpcio-health-checking==$(python3 -c 'import grpc; print(grpc.__version__)')" \
+  "grpcio-reflection==$(python3 -c 'import grpc; print(grpc.__version__)')" \
+  "grpcio-status==$(python3 -c 'import grpc; print(grpc.__version__)')" \
+  "grpcio==$(python3 -c 'import grpc; print(grpc.__version__)')" \
+  "protobuf==$(python3 -c 'import google.protobuf as p; print(p.__version__)')" \
+  googleapis-common-protos google-re2
+du -sh .whl
