@@ -95,3 +95,49 @@ def build_pair(root: Path, kind: str) -> tuple[Path, Path]:
 
 
 GAP_TOKEN = "Ġthe"
+
+
+def build_lora_pair(root: Path) -> tuple[Path, Path, Path]:
+    """A tiny Llama base, a rank-4 LoRA adapter on it (random, non-zero, on every projection of every layer), and
+    the adapter merged into a full model: (adapter_dir, base_dir, merged_dir)."""
+    from peft import LoraConfig, get_peft_model
+
+    base_dir, adapter_dir, merged_dir = root / "lora-base", root / "lora-adapter", root / "lora-merged"
+    tok = build_tokenizer(base_dir)
+    torch.manual_seed(3)
+    base = _model("llama", len(tok))
+    _save(base, tok, base_dir, [tok.convert_tokens_to_ids("<|end|>"), tok.eos_token_id])
+    torch.manual_seed(4)
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False,
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    peft_model = get_peft_model(base, config)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.3)  # large enough that the adapter changes what the model says
+    peft_model.save_pretrained(adapter_dir)
+    tok.save_pretrained(adapter_dir)
+    config_path = adapter_dir / "adapter_config.json"
+    adapter_config = json.loads(config_path.read_text())
+    adapter_config["base_model_name_or_path"] = str(base_dir)
+    config_path.write_text(json.dumps(adapter_config))
+    merged = peft_model.merge_and_unload()
+    _save(merged, tok, merged_dir, [tok.convert_tokens_to_ids("<|end|>"), tok.eos_token_id])
+    tok.save_pretrained(merged_dir)
+    return adapter_dir, base_dir, merged_dir
+
+
+def scaled_lora_model(adapter_dir: Path, base_dir: Path, factor: float, layers=()):
+    """The base with the adapter's delta scaled by `factor` (on `layers`, all when empty), built with peft and
+    merged: the reference for weight-space amplification."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, adapter_dir)
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer) and (not layers or any(f".layers.{i}." in name + "." for i in layers)):
+            for adapter in module.scaling:
+                module.scaling[adapter] *= factor
+    return model.merge_and_unload().eval()

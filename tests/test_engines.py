@@ -14,6 +14,7 @@ import torch
 from diffamp_server.engine.decode_step import StepKind
 from diffamp_server.engine.loader import RunnerSpec, load_runner
 from diffamp_server.engine.pair import PairEngine
+from diffamp_server.engine.pair_models import TwoModels
 from diffamp_server.events import ListSink
 from diffamp_server.loading import ModelSource
 from diffamp_server.output import OutputProcessor
@@ -29,7 +30,7 @@ def _engine(pair, engine: str, padded: bool) -> tuple[PairEngine, TokenizerPair]
     runners = [load_runner(RunnerSpec(source=ModelSource(str(d)), dtype="float32", device="cpu", engine=engine,
                                       max_rows=ROWS, max_seq_len=128)) for d in pair]
     tokenizers = TokenizerPair.load(ModelSource(str(pair[0])), ModelSource(str(pair[1])), 10**6)
-    return PairEngine(*runners, shared=tokenizers.shared, eos_ids=tuple(sorted(tokenizers.eos_ids)), max_rows=ROWS,
+    return PairEngine(TwoModels(*runners), shared=tokenizers.shared, eos_ids=tuple(sorted(tokenizers.eos_ids)), max_rows=ROWS,
                       max_steps=STEPS, max_logprobs=4, pad_to_buckets=padded), tokenizers
 
 

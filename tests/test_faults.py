@@ -96,7 +96,7 @@ def test_exception_in_forward_is_retried_elsewhere_once(server):
     import ray
 
     def break_next_forward(worker):  # nested, so Ray pickles it by value into the actor
-        runner = worker.engine.runners["after"]
+        runner = worker.engine.models.after
 
         def broken(*args):
             del runner.decode

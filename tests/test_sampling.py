@@ -156,10 +156,11 @@ class FixedRunner:
 
 def _engine(logits, eos_ids, rows):
     from diffamp_server.engine.pair import PairEngine
+    from diffamp_server.engine.pair_models import TwoModels
     from diffamp_server.vocab import SharedVocab
 
     after, before = FixedRunner(logits), FixedRunner(logits)
-    engine = PairEngine(after, before, shared=SharedVocab(((0, logits.shape[-1]),)), eos_ids=eos_ids,
+    engine = PairEngine(TwoModels(after, before), shared=SharedVocab(((0, logits.shape[-1]),)), eos_ids=eos_ids,
                         max_rows=rows, max_steps=10, max_logprobs=4)
     return engine, after
 

@@ -46,6 +46,14 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
                    help="wait up to this long for the server to come up (e.g. right after `diffamp serve &`)")
 
 
+def _mode_flags(p: argparse.ArgumentParser, both: bool = False) -> None:
+    p.add_argument("--mode", choices=["logits", "weights"] + (["both"] if both else []), default="logits",
+                   help="logit-space amplification, or (LoRA pairs) weight-space: the adapter's delta scaled by "
+                        "1 + alpha" + ("; both compares them in one table" if both else ""))
+    p.add_argument("--lora-layers", default="", metavar="0,1,...",
+                   help="weights mode: the layers whose delta is scaled (default: all)")
+
+
 def _sampling_flags(p: argparse.ArgumentParser, defaults=GENERATE, server_defaults: bool = True) -> None:
     """Sampling flags. With server_defaults, unset flags are left to the server (whose defaults `defaults` are)."""
     unset = (lambda value: None) if server_defaults else (lambda value: value)
@@ -71,8 +79,13 @@ def _prompt(args) -> pb.Prompt:
     return messages.prompt(args.prompt, system_prompt=args.system, raw=args.raw)
 
 
+def _layers(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()] if text else []
+
+
 def generate_request(args) -> pb.GenerateRequest:
-    request = pb.GenerateRequest(prompt=_prompt(args), sampling=_sampling(args), n=args.n)
+    request = pb.GenerateRequest(prompt=_prompt(args), sampling=_sampling(args), n=args.n,
+                                 mode=messages.mode_value(args.mode), lora_layers=_layers(args.lora_layers))
     for name in ("alpha", "logprobs", "seed"):
         if getattr(args, name) is not None:
             setattr(request, name, getattr(args, name))
@@ -216,10 +229,11 @@ def cmd_sweep(args) -> int:
         detectors += load_detectors(args.detectors_file)
     if not detectors:
         raise ValueError("give at least one --detector NAME=TEXT (or NAME=re:PATTERN) or --detectors-file")
+    modes = ("logits", "weights") if args.mode == "both" else (args.mode,)
     settings = SweepSettings(alphas=tuple(float(a) for a in args.alphas.split(",")), n=args.n, seed=args.seed,
                              temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                              max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
-                             stop=tuple(args.stop))
+                             stop=tuple(args.stop), modes=modes, lora_layers=tuple(_layers(args.lora_layers)))
     prompts = load_prompts(args.prompts, system_prompt=args.system, raw=args.raw)
 
     async def go():
@@ -249,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=None, help="makes the samples reproducible")
     g.add_argument("--logprobs", type=int, default=None, metavar="K",
                    help="show per-token logprobs under amplified/after/before and the top K alternatives")
+    _mode_flags(g)
     _sampling_flags(g)
     g.add_argument("--json", action="store_true", help="one JSON object per finished sample")
     g.add_argument("--explain", action="store_true",
@@ -287,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", help="also save the completions as JSON here")
     r.add_argument("--seed", type=int, default=None)
     _sampling_flags(r)
-    r.set_defaults(prompt="", n=1, logprobs=None)
+    r.set_defaults(prompt="", n=1, logprobs=None, mode="logits", lora_layers="")
     _connection_flags(r)
     r.set_defaults(func=cmd_regression)
 
@@ -300,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--detectors-file", help='JSON list of {"name", "substring" or "regex"}')
     w.add_argument("--output", required=True, help="JSONL, one line per sample; rerunning resumes it")
     w.add_argument("--seed", type=int, default=0, help="base seed; each (prompt, alpha) derives its own")
+    _mode_flags(w, both=True)
     _sampling_flags(w, SWEEP, server_defaults=False)
     w.add_argument("--quiet", action="store_true", help="no progress line")
     _connection_flags(w)

@@ -12,6 +12,16 @@ def finish_name(value: int) -> str:
     return pb.FinishReason.Name(value).removeprefix("FINISH_REASON_").lower()
 
 
+def mode_value(name: str) -> int:
+    """'logits' / 'weights' -> AmplificationMode."""
+    return pb.AmplificationMode.Value(f"AMPLIFICATION_MODE_{name.upper()}")
+
+
+def mode_name(value: int) -> str:
+    return "logits" if value == pb.AMPLIFICATION_MODE_UNSPECIFIED else \
+        pb.AmplificationMode.Name(value).removeprefix("AMPLIFICATION_MODE_").lower()
+
+
 def prompt(text: str = "", *, messages=(), token_ids=(), system_prompt: str = "", raw: bool = False) -> pb.Prompt:
     """A Prompt message from exactly one of text, messages ((role, content) pairs or dicts) or token ids."""
     if messages:
@@ -47,17 +57,18 @@ def detector(d: Detector) -> pb.Detector:
 
 
 def sweep_request(prompts: list[SweepPrompt], settings: SweepSettings, detectors: list[Detector],
-                  completed: dict[tuple[str, float], list[int]]) -> pb.SweepRequest:
-    """A SweepRequest; `completed` maps (prompt id, alpha) to the sample indices already done."""
+                  completed: dict[tuple[str, str, float], list[int]]) -> pb.SweepRequest:
+    """A SweepRequest; `completed` maps (prompt id, mode, alpha) to the sample indices already done."""
     return pb.SweepRequest(
         prompts=[sweep_prompt(p) for p in prompts], alphas=list(settings.alphas), n=settings.n, seed=settings.seed,
         sampling=sampling(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
                           max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
                           stop=settings.stop),
         detectors=[detector(d) for d in detectors if d.portable],
-        completed=[pb.CompletedSamples(prompt_id=p, alpha=a, ranges=[pb.IndexRange(first=f, count=c)
-                                                                     for f, c in to_ranges(indices)])
-                   for (p, a), indices in sorted(completed.items()) if indices],
+        completed=[pb.CompletedSamples(prompt_id=p, alpha=a, mode=mode_value(m),
+                                       ranges=[pb.IndexRange(first=f, count=c) for f, c in to_ranges(indices)])
+                   for (p, m, a), indices in sorted(completed.items()) if indices],
+        modes=[mode_value(m) for m in settings.modes], lora_layers=list(settings.lora_layers),
     )
 
 
@@ -65,4 +76,4 @@ def sweep_record(s: pb.SweepSample) -> SweepRecord:
     return SweepRecord(prompt_id=s.prompt_id, alpha=s.alpha, index=s.index, seed=s.seed, text=s.text,
                        token_ids=tuple(s.token_ids), finish_reason=finish_name(s.finish_reason),
                        detectors=tuple(s.detectors), logprob_after=s.logprob_after,
-                       logprob_before=s.logprob_before, logprob_sampled=s.logprob_sampled)
+                       logprob_before=s.logprob_before, logprob_sampled=s.logprob_sampled, mode=mode_name(s.mode))

@@ -44,7 +44,7 @@ class SweepFile:
                     continue  # a line cut short by an interrupted run; its sample is simply redone
 
     def load(self, settings: SweepSettings, prompts: list[SweepPrompt],
-             detectors: list[Detector]) -> dict[tuple[str, float, int], SweepRecord]:
+             detectors: list[Detector]) -> dict[tuple[str, str, float, int], SweepRecord]:
         """The stored samples that belong to this sweep, with `detectors` re-applied to their texts.
 
         Raises SettingsMismatch when the file was written with other sampling settings or another prompt
@@ -61,7 +61,8 @@ class SweepFile:
                                        "use a new --output")
             record = SweepRecord.from_json(obj)
             prompt = wanted.get(record.prompt_id)
-            if (prompt is None or record.alpha not in alphas or record.index >= settings.n
+            if (prompt is None or record.alpha not in alphas or record.mode not in settings.modes
+                    or record.index >= settings.n
                     or record.seed != derive_seed(settings.seed, record.prompt_id, record.alpha)):
                 continue
             records[record.key] = record

@@ -26,8 +26,9 @@ class Progress:
 
 
 def format_table(rows: list[SummaryRow]) -> str:
-    lines = [f"{'alpha':>7}  {'detector':<16} {'hits/n':>12} {'rate':>8}  {'95% Wilson':<20}  "
-             f"{'IS est. of alpha-0 rate':<32} {'ESS':>7}"]
+    modes = len({r.mode for r in rows}) > 1
+    lines = [(f"{'mode':<8} " if modes else "") + f"{'alpha':>7}  {'detector':<16} {'hits/n':>12} {'rate':>8}  "
+             f"{'95% Wilson':<20}  {'IS est. of alpha-0 rate':<32} {'ESS':>7}"]
     for r in rows:
         est, ess = "", ""
         if r.estimate:
@@ -35,14 +36,14 @@ def format_table(rows: list[SummaryRow]) -> str:
             est = f"{e.rate:.4%} [{e.low:.4%}, {e.high:.4%}]" + (" !" if e.warning else "")
             ess = f"{e.ess:.0f}"
         wilson = f"[{r.low:.3%}, {r.high:.3%}]"
-        lines.append(f"{r.alpha:>7g}  {r.detector:<16} {f'{r.hits}/{r.n}':>12} {r.rate:>8.3%}  {wilson:<20}  "
+        lines.append((f"{r.mode:<8} " if modes else "") + f"{r.alpha:>7g}  {r.detector:<16} {f'{r.hits}/{r.n}':>12} {r.rate:>8.3%}  {wilson:<20}  "
                      f"{est:<32} {ess:>7}")
     warnings = {r.estimate.warning for r in rows if r.estimate and r.estimate.warning}
     lines += [f"! {w}" for w in sorted(warnings)]
     return "\n".join(lines)
 
 
-CSV_COLUMNS = ("alpha", "detector", "hits", "n", "rate", "wilson_low", "wilson_high", "is_after_rate", "is_low",
+CSV_COLUMNS = ("mode", "alpha", "detector", "hits", "n", "rate", "wilson_low", "wilson_high", "is_after_rate", "is_low",
                "is_high", "is_ess", "is_exact")
 
 
@@ -57,5 +58,5 @@ def write_summary(rows: list[SummaryRow], output: str) -> tuple[str, str]:
         for r in rows:
             e = r.estimate
             est = (e.rate, e.low, e.high, e.ess, e.exact) if e else ("",) * 5
-            f.write(",".join(str(x) for x in (r.alpha, r.detector, r.hits, r.n, r.rate, r.low, r.high, *est)) + "\n")
+            f.write(",".join(str(x) for x in (r.mode, r.alpha, r.detector, r.hits, r.n, r.rate, r.low, r.high, *est)) + "\n")
     return json_path, csv_path

@@ -12,7 +12,7 @@ import grpc
 
 from diffamp import messages
 from diffamp.common.detectors import Detector
-from diffamp.common.sweep import SweepPrompt, SweepRecord, SweepSettings
+from diffamp.common.sweep import MODE_ORDER, SweepPrompt, SweepRecord, SweepSettings
 from diffamp.sweep_file import SweepFile
 from diffamp.sweep_report import Progress
 from diffamp.v1 import diffamp_pb2_grpc
@@ -26,15 +26,15 @@ async def run_sweep(stub: diffamp_pb2_grpc.AmplificationServiceStub, prompts: li
     """Run the samples of the sweep that `output` lacks, appending them to it; returns all of the sweep's
     records (resumed ones included), ordered by alpha, prompt id and index, with `detectors` applied."""
     sweep_file = SweepFile(output)
-    total = len(prompts) * len(settings.alphas) * settings.n
+    total = len(prompts) * len(settings.modes) * len(settings.alphas) * settings.n
     delay = 0.5
     for attempt in range(attempts):
         done = sweep_file.load(settings, prompts, detectors)
         if len(done) == total:
             break
-        completed: dict[tuple[str, float], list[int]] = {}
-        for prompt_id, alpha, index in done:
-            completed.setdefault((prompt_id, alpha), []).append(index)
+        completed: dict[tuple[str, str, float], list[int]] = {}
+        for prompt_id, mode, alpha, index in done:
+            completed.setdefault((prompt_id, mode, alpha), []).append(index)
         bar = Progress(len(done), out) if progress else None
         try:
             with sweep_file.open_for_append(settings, prompts) as f:
@@ -52,4 +52,4 @@ async def run_sweep(stub: diffamp_pb2_grpc.AmplificationServiceStub, prompts: li
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
     latest = sweep_file.load(settings, prompts, detectors)
-    return [latest[k] for k in sorted(latest, key=lambda k: (k[1], k[0], k[2]))]
+    return [latest[k] for k in sorted(latest, key=lambda k: (MODE_ORDER.index(k[1]), k[2], k[0], k[3]))]

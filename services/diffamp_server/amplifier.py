@@ -11,7 +11,8 @@ Examples:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +20,8 @@ from diffamp.common.defaults import LIMITS
 
 from .engine.loader import RunnerSpec, load_runner
 from .engine.pair import PairEngine
+from .engine.lora import LoraPair, check_base
+from .engine.pair_models import TwoModels
 from .events import ListSink, SampleEvent
 from .loading import ModelSource
 from .output import OutputProcessor
@@ -89,28 +92,39 @@ class Amplifier:
                  max_batch_size: int = 64, max_seq_len: int = 1024, decode_steps: int = 8,
                  engine: str = "auto", compile: bool = False, tokenizer_class: str | None = None,
                  trust_remote_code: bool = False, one_sided_tokens: str = "retokenize", limits=LIMITS):
-        after_src = ModelSource(after, tokenizer_class, trust_remote_code)
+        """`after` may be a directory holding a PEFT LoRA adapter (adapter_config.json) on `before`: then both
+        models share one set of weights and one forward, and weights mode (mode="weights") is available."""
         before_src = ModelSource(before, tokenizer_class, trust_remote_code)
-        runners = [load_runner(RunnerSpec(source=src, dtype=dtype, device=device, engine=engine,
-                                          max_rows=max_batch_size, max_seq_len=max_seq_len))
-                   for src in (after_src, before_src)]
-        after_runner, before_runner = runners
-        self.tokenizers = TokenizerPair.load(after_src, before_src,
-                                             min(r.lm.logits_size for r in runners), one_sided_tokens)
+        lora = (Path(after) / "adapter_config.json").is_file()
+        tokenizer_dir = after if not lora or (Path(after) / "tokenizer_config.json").is_file() else before
+        after_src = ModelSource(tokenizer_dir, tokenizer_class, trust_remote_code)
+        spec = RunnerSpec(source=before_src, dtype=dtype, device=device, engine=engine,
+                          max_rows=max_batch_size, max_seq_len=max_seq_len)
+        if lora:
+            check_base(after, before)
+            runner = load_runner(replace(spec, max_rows=2 * max_batch_size, adapter=after))
+            models, logits_size, layers = LoraPair(runner, max_batch_size), runner.lm.logits_size, \
+                runner.lm.config.num_hidden_layers
+        else:
+            runners = [load_runner(replace(spec, source=ModelSource(after, tokenizer_class, trust_remote_code))),
+                       load_runner(spec)]
+            models, logits_size, layers = TwoModels(*runners), min(r.lm.logits_size for r in runners), None
+        self.tokenizers = TokenizerPair.load(after_src, before_src, logits_size, one_sided_tokens)
         eos_ids = self.tokenizers.eos_ids
-        self.engine = PairEngine(after_runner, before_runner, shared=self.tokenizers.shared,
+        self.engine = PairEngine(models, shared=self.tokenizers.shared,
                                  eos_ids=tuple(sorted(eos_ids)), max_rows=max_batch_size, max_steps=decode_steps,
                                  max_logprobs=limits.max_logprobs, compile=compile)
         self.output = OutputProcessor(self.tokenizers.after, eos_ids)
         self.scheduler = Scheduler(self.output, max_queued=1 << 40, decode_steps=decode_steps)
         self.scheduler.add_replica(REPLICA, max_batch_size)
         self.limits = Limits(request=limits, max_seq_len=self.engine.max_seq_len,
-                             max_token_chars=self.tokenizers.max_token_chars)
+                             max_token_chars=self.tokenizers.max_token_chars, lora_layers=layers)
 
     def generate(self, prompt: str = "", *, progress: bool = False, **options) -> list[Completion]:
         """n amplified completions of one prompt, in sample order. Options: messages, prompt_token_ids,
         system_prompt, raw_prompt, alpha, n, max_new_tokens, min_new_tokens, temperature, top_p, top_k, seed,
-        stop, logprobs, first_sample_index (defaults: diffamp.common.defaults.GENERATE)."""
+        stop, logprobs, first_sample_index, mode ("logits", or "weights" for a LoRA pair), lora_layers
+        (defaults: diffamp.common.defaults.GENERATE)."""
         return self.generate_many([prompt], progress=progress, **options)[0]
 
     def generate_many(self, prompts: list[str], *, progress: bool = False, **options) -> list[list[Completion]]:
@@ -159,13 +173,15 @@ def _generate_input(prompt: str = "", *, messages=(), prompt_token_ids=(), syste
                     raw_prompt: bool = False, alpha: float | None = None, n: int = 1,
                     max_new_tokens: int = 0, min_new_tokens: int = 0, temperature: float | None = None,
                     top_p: float | None = None, top_k: int = 0, seed: int | None = None, stop=(),
-                    logprobs: int | None = None, first_sample_index: int = 0) -> GenerateInput:
+                    logprobs: int | None = None, first_sample_index: int = 0, mode: str = "logits",
+                    lora_layers=()) -> GenerateInput:
     return GenerateInput(
         prompt=prompt_input(prompt, messages=messages, prompt_token_ids=prompt_token_ids, system_prompt=system_prompt,
                             raw_prompt=raw_prompt),
         sampling=sampling_input(temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
                                 min_new_tokens=min_new_tokens, stop=stop),
-        alpha=alpha, n=n, seed=seed, logprobs=logprobs, first_sample_index=first_sample_index)
+        alpha=alpha, n=n, seed=seed, logprobs=logprobs, first_sample_index=first_sample_index, mode=mode,
+        lora_layers=tuple(lora_layers))
 
 
 def _completion(events: list[SampleEvent]) -> Completion:

@@ -26,6 +26,11 @@ class ServerConfig:
                        "help": "post-trained model: hub id or local directory (default: the built-in demo pair)"})
     before: str = field(default=str(DEMO_PAIR_DIR / "before"), metadata={"env": "MODEL_BEFORE_ID",
                         "help": "base model: hub id or local directory"})
+    after_adapter: str = field(default="", metadata={
+        "env": "DIFFAMP_AFTER_ADAPTER",
+        "help": "the after model as a PEFT LoRA adapter on --before (hub id or directory): one set of weights, both "
+                "models in one forward, and weight-space amplification (mode weights) beside logit-space. An --after "
+                "directory holding an adapter_config.json is taken as this"})
     device: str = field(default="auto", metadata={"env": "DEVICE",
                         "help": "auto (cuda:0 if visible, else cpu), cpu, cuda, cuda:N"})
     dtype: str = field(default="auto", metadata={"env": "DIFFAMP_DTYPE",
@@ -133,6 +138,8 @@ class ServerConfig:
         if self.alpha_bound <= 0:
             raise ValueError(f"alpha_bound must be > 0; got {self.alpha_bound}")
         parse_replicas(self.replicas)
+        if self.lora and self.placement == "split":
+            raise ValueError("a LoRA pair holds one set of weights: use the colocated placement")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
         if self.one_sided_tokens not in ONE_SIDED_POLICIES:
@@ -150,6 +157,15 @@ class ServerConfig:
                 raise ValueError(f"cannot read the auth token file: {exc}") from None
             if not self.auth_token:
                 raise ValueError(f"the auth token file {self.auth_token_file} is empty")
+
+    @property
+    def lora(self) -> bool:
+        """The after model is an adapter on the before model."""
+        return bool(self.after_adapter) or (Path(self.after) / "adapter_config.json").is_file()
+
+    @property
+    def adapter(self) -> str:
+        return self.after_adapter or (self.after if self.lora else "")
 
     def request_limits(self) -> RequestLimits:
         """The request limits, as configured."""

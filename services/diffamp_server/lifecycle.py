@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from diffamp.v1 import diffamp_pb2, diffamp_pb2_grpc
 
 from .config import ServerConfig, parse_replicas
+from .engine.lora import check_base
 from .gateway import Gateway, GatewaySettings
 from .interceptors import BearerTokenInterceptor, DecodeGuardInterceptor
 from .replica import RayPlacement
@@ -68,7 +69,10 @@ async def start_server(config: ServerConfig) -> RunningServer:
     """Load tokenizers, start the workers and the gRPC server. Returns once it is serving."""
     log.info("configuration: %s", config.redacted())
     after_src, before_src = model_sources(config)
-    after_cfg, before_cfg = model_config(after_src), model_config(before_src)
+    before_cfg = model_config(before_src)
+    after_cfg = before_cfg if config.lora else model_config(after_src)
+    if config.lora:
+        check_base(config.adapter, config.before)
     tokenizers = TokenizerPair.load(after_src, before_src, logits_size(after_cfg, before_cfg), config.one_sided_tokens)
     init_ray(config)
     placement, device = resolve_placement(config)
@@ -76,7 +80,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     spec = WorkerSpec(after=after_src, before=before_src, dtype=config.dtype, device=device,
                       max_batch_size=kv.slots, max_seq_len=kv.max_seq_len, shared_vocab=tokenizers.shared,
                       eos_ids=tuple(sorted(tokenizers.eos_ids)), torch_threads=config.torch_threads,
-                      engine=config.engine, compile=config.compile, compile_cache_dir=config.compile_cache_dir,
+                      adapter=config.adapter, engine=config.engine, compile=config.compile,
+                      compile_cache_dir=config.compile_cache_dir,
                       decode_steps=config.decode_steps,
                       max_logprobs=config.max_logprobs)
     log.info("%s replicas on %s, each with %d KV slots x %d positions (%.1f MiB of KV cache)", placement, device,
@@ -85,7 +90,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
                          after_resources=config.actor_resources("after_resources"),
                          before_resources=config.actor_resources("before_resources"))
     limits = Limits(request=config.request_limits(), max_seq_len=kv.max_seq_len,
-                    max_token_chars=tokenizers.max_token_chars)
+                    max_token_chars=tokenizers.max_token_chars,
+                    lora_layers=before_cfg.num_hidden_layers if config.lora else None)
     health_servicer = health.aio.HealthServicer()
     gateway = Gateway(tokenizers, limits, GatewaySettings(
         max_queued=config.max_queued, decode_steps=config.decode_steps,

@@ -29,6 +29,17 @@ class SamplingParams:
     sample_index: int = 0
     logprobs: int | None = None
     min_new_tokens: int = 0
+    mode: str = "logits"
+    """'logits': sample from after + alpha * (after - before). 'weights' (LoRA pairs): sample from the after model
+    with its adapter's delta scaled by (1 + alpha)."""
+    lora_layers: tuple[int, ...] = ()
+    """weights mode: the decoder layers whose delta is scaled (others keep scale 1); empty: every layer."""
+
+    @property
+    def logit_alpha(self) -> float:
+        """The alpha the logits are amplified with: the request's in logits mode, 0 in weights mode (there the
+        amplification is in the weights)."""
+        return self.alpha if self.mode == "logits" else 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ while separate replicas land wherever the cluster has room.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -78,7 +79,8 @@ class RayReplica:
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         if self.group is None:
-            self.group = placement_group(self._bundles(), strategy="PACK", name=f"diffamp-{self.id}")
+            self.group = placement_group(self._bundles(), strategy="PACK",
+                                         name=f"diffamp-{self.id}-{uuid.uuid4().hex[:8]}")
             try:
                 await self.group.ready()
             except BaseException:  # cancelled while the cluster had no room: give the reservation back

@@ -20,6 +20,7 @@ from .errors import InvalidArgument
 from .plan import SamplingParams
 
 ROLES = ("system", "user", "assistant")
+MODES = ("logits", "weights")
 MAX_SEED = 2**64
 
 
@@ -56,6 +57,8 @@ class GenerateInput:
     seed: int | None = None
     logprobs: int | None = None
     first_sample_index: int = 0
+    mode: str = "logits"
+    lora_layers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +70,8 @@ class Limits:
     max_token_chars: int
     """The longest token in the after vocabulary, in characters: a prompt of c characters has at least
     c / max_token_chars tokens, which bounds the prompt before it is tokenized."""
+    lora_layers: int | None = None
+    """Decoder layers, when the pair is a LoRA adapter on its base (weights mode is then available)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +109,8 @@ class GenerateSpec:
     seed: int
     logprobs: int | None
     labels: tuple[str, ...] = ()
+    mode: str = "logits"
+    lora_layers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,6 +197,23 @@ def resolve_sampling(s: SamplingInput, defaults: SamplingDefaults, limits: Limit
                     min_new_tokens=s.min_new_tokens, stop=tuple(s.stop))
 
 
+def check_mode(mode: str, lora_layers: tuple[int, ...], limits: Limits, prefix: str = "") -> tuple[str, tuple[int, ...]]:
+    """Weights mode needs a LoRA pair; lora_layers go with weights mode only, each a distinct decoder layer."""
+    if mode not in MODES:
+        raise InvalidArgument(f"{prefix}mode", f"{mode!r} is not one of {', '.join(MODES)}")
+    if mode == "weights" and limits.lora_layers is None:
+        raise InvalidArgument(f"{prefix}mode", "weights mode needs a LoRA pair: serve the after model as an adapter on "
+                                               "the before model (--after-adapter)")
+    if lora_layers and mode != "weights":
+        raise InvalidArgument("lora_layers", "only weights mode scales layers")
+    for i, layer in enumerate(lora_layers):
+        if not 0 <= layer < (limits.lora_layers or 0):
+            raise InvalidArgument(f"lora_layers[{i}]", f"{layer} is not a decoder layer, [0, {limits.lora_layers})")
+    if len(set(lora_layers)) != len(lora_layers):
+        raise InvalidArgument("lora_layers", "a layer appears twice")
+    return mode, tuple(lora_layers)
+
+
 def check_seed(seed: int | None) -> int:
     """The request's seed, or a fresh one."""
     if seed is None:
@@ -212,8 +236,9 @@ def validate_generate(inp: GenerateInput, limits: Limits) -> GenerateSpec:
     if not 0 <= inp.first_sample_index or inp.first_sample_index + n > MAX_SAMPLE_INDEX:
         raise InvalidArgument("first_sample_index", f"first_sample_index {inp.first_sample_index} + n {n} is outside "
                                                     f"[0, 2^32]")
+    mode, lora_layers = check_mode(inp.mode, inp.lora_layers, limits)
     return GenerateSpec(sampling=sampling, alphas=(alpha,) * n, first_index=inp.first_sample_index,
-                        seed=check_seed(inp.seed), logprobs=inp.logprobs)
+                        seed=check_seed(inp.seed), logprobs=inp.logprobs, mode=mode, lora_layers=lora_layers)
 
 
 def validate_compare(inp: GenerateInput, limits: Limits) -> GenerateSpec:
@@ -242,7 +267,7 @@ def to_request(spec: GenerateSpec, prompt: EncodedPrompt, limits: Limits) -> Seq
     check_length(prompt, s.max_new_tokens, limits)
     samples = tuple(SamplingParams(alpha=alpha, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                                    seed=spec.seed, sample_index=spec.first_index + i, logprobs=spec.logprobs,
-                                   min_new_tokens=s.min_new_tokens)
+                                   min_new_tokens=s.min_new_tokens, mode=spec.mode, lora_layers=spec.lora_layers)
                     for i, alpha in enumerate(spec.alphas))
     return SequenceRequest(prompt=prompt, samples=samples, max_new_tokens=s.max_new_tokens, stop=s.stop,
                            seed=spec.seed, logprobs=spec.logprobs, labels=spec.labels)

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import ServerConfig
 from .engine.kv_store import slot_bytes, slots_within_budget
@@ -19,8 +20,13 @@ log = logging.getLogger(__name__)
 
 
 def model_sources(config: ServerConfig) -> tuple[ModelSource, ModelSource]:
-    return (ModelSource(config.after, config.tokenizer_class or None, config.trust_remote_code),
-            ModelSource(config.before, config.tokenizer_class or None, config.trust_remote_code))
+    """Where the after and before tokenizers (and the before weights) load from. For a LoRA pair the after
+    tokenizer is the adapter's when it ships one (post-training often adds a chat template), else the base's."""
+    before = ModelSource(config.before, config.tokenizer_class or None, config.trust_remote_code)
+    after_id = config.after_adapter if config.after_adapter else config.after
+    if config.lora and not (Path(after_id) / "tokenizer_config.json").is_file():
+        after_id = config.before
+    return ModelSource(after_id, config.tokenizer_class or None, config.trust_remote_code), before
 
 
 def model_config(source: ModelSource):

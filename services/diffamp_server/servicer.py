@@ -53,10 +53,19 @@ def _optional(msg, name):
     return getattr(msg, name) if msg.HasField(name) else None
 
 
+def mode_name(value: int) -> str:
+    return "logits" if value == pb.AMPLIFICATION_MODE_UNSPECIFIED else \
+        pb.AmplificationMode.Name(value).removeprefix("AMPLIFICATION_MODE_").lower()
+
+
+MODES = {"logits": pb.AMPLIFICATION_MODE_LOGITS, "weights": pb.AMPLIFICATION_MODE_WEIGHTS}
+
+
 def generate_input(req: pb.GenerateRequest, max_items: int) -> GenerateInput:
     return GenerateInput(prompt=prompt_input(req.prompt, max_items=max_items), sampling=sampling_input(req.sampling),
                          alpha=_optional(req, "alpha"), n=req.n, seed=_optional(req, "seed"),
-                         logprobs=_optional(req, "logprobs"), first_sample_index=req.first_sample_index)
+                         logprobs=_optional(req, "logprobs"), first_sample_index=req.first_sample_index,
+                         mode=mode_name(req.mode), lora_layers=tuple(req.lora_layers))
 
 
 def compare_input(req: pb.CompareRequest, max_items: int) -> GenerateInput:
@@ -77,7 +86,9 @@ async def sweep_input(req: pb.SweepRequest, max_items: int, chunk: int = 256) ->
         detectors=tuple(DetectorInput(name=d.name, substring=d.substring if d.WhichOneof("test") == "substring" else None,
                                       regex=d.regex if d.WhichOneof("test") == "regex" else None,
                                       ignore_case=d.ignore_case) for d in req.detectors),
-        completed=tuple((c.prompt_id, c.alpha, tuple((r.first, r.count) for r in c.ranges)) for c in req.completed))
+        completed=tuple((c.prompt_id, mode_name(c.mode), c.alpha, tuple((r.first, r.count) for r in c.ranges))
+                        for c in req.completed),
+        modes=tuple(mode_name(m) for m in req.modes) or ("logits",), lora_layers=tuple(req.lora_layers))
 
 
 def client_key(context) -> str:
@@ -136,7 +147,8 @@ class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
             kv_tokens_used=info.kv_tokens_used,
             kv_cache_bytes=sum(r.info.after.kv_cache_bytes + r.info.before.kv_cache_bytes for r in info.replicas),
             shared_vocab_size=info.shared_vocab_size, engine=first.after.engine,
-            replicas=[_replica_load(r) for r in info.replicas])
+            replicas=[_replica_load(r) for r in info.replicas], lora=self.gateway.limits.lora_layers is not None,
+            layers=first.after.layers)
 
     def _generate_response(self, event: SampleEvent) -> pb.GenerateResponse:
         return pb.GenerateResponse(
@@ -178,7 +190,7 @@ def _sweep_response(item) -> pb.SweepResponse:
             prompt_id=item.prompt_id, alpha=item.alpha, index=item.index, seed=item.seed, text=item.text,
             token_ids=item.token_ids, finish_reason=FINISH_REASONS[item.finish_reason], detectors=item.detectors,
             logprob_after=item.logprob_after, logprob_before=item.logprob_before,
-            logprob_sampled=item.logprob_sampled))
+            logprob_sampled=item.logprob_sampled, mode=MODES[item.mode]))
     if isinstance(item, SweepProgress):
         return pb.SweepResponse(progress=pb.SweepProgress(
             done=item.done, total=item.total, skipped=item.skipped, tokens=item.tokens, elapsed_s=item.elapsed_s,
@@ -190,7 +202,7 @@ def _sweep_response(item) -> pb.SweepResponse:
 
 def _summary_row(r: SummaryRow) -> pb.SweepSummaryRow:
     row = pb.SweepSummaryRow(alpha=r.alpha, detector=r.detector, hits=r.hits, n=r.n, rate=r.rate, wilson_low=r.low,
-                             wilson_high=r.high)
+                             wilson_high=r.high, mode=MODES[r.mode])
     if r.estimate:
         e = r.estimate
         row.estimate.CopyFrom(pb.ImportanceEstimate(rate=e.rate, low=e.low, high=e.high, ess=e.ess, exact=e.exact,

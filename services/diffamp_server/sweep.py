@@ -23,7 +23,7 @@ from diffamp.common.sweep import SummaryRow, SweepRecord, SweepSummary, estimate
 from .errors import DiffampError, InvalidArgument, Overloaded
 from .events import SampleEvent
 from .request import (EncodedPrompt, Limits, PromptInput, Sampling, SamplingInput, SequenceRequest, check_alpha,
-                      check_length, check_prompt, resolve_sampling)
+                      check_length, check_mode, check_prompt, resolve_sampling)
 from .plan import SamplingParams
 
 PROGRESS_INTERVAL_S = 0.5
@@ -42,7 +42,7 @@ class DetectorInput:
 
 @dataclass(frozen=True, kw_only=True)
 class SweepInput:
-    """A Sweep request's fields. completed: (prompt id, alpha, ((first, count), ...)) already done."""
+    """A Sweep request's fields."""
 
     prompts: tuple[tuple[str, PromptInput], ...]
     alphas: tuple[float, ...]
@@ -50,7 +50,10 @@ class SweepInput:
     sampling: SamplingInput
     seed: int
     detectors: tuple[DetectorInput, ...] = ()
-    completed: tuple[tuple[str, float, tuple[tuple[int, int], ...]], ...] = ()
+    completed: tuple[tuple[str, str, float, tuple[tuple[int, int], ...]], ...] = ()
+    """(prompt id, mode, alpha, ((first, count), ...)) already done."""
+    modes: tuple[str, ...] = ("logits",)
+    lora_layers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,8 +63,8 @@ class SweepPlan:
     inp: SweepInput
     sampling: Sampling
     detectors: tuple[detector_lib.Detector, ...]
-    done: dict[tuple[int, int], list[tuple[int, int]]]
-    """(prompt index, alpha index) -> ranges of sample indices already done."""
+    done: dict[tuple[int, str, int], list[tuple[int, int]]]
+    """(prompt index, mode, alpha index) -> ranges of sample indices already done."""
     total: int
     skipped: int
 
@@ -119,13 +122,20 @@ async def validate_sweep(inp: SweepInput, limits: Limits, max_message_bytes: int
         seen[alpha] = i
     if inp.n < 1:
         raise InvalidArgument("n", f"{inp.n} is below 1")
-    total = len(inp.prompts) * len(inp.alphas) * inp.n
+    if not inp.modes or len(set(inp.modes)) != len(inp.modes):
+        raise InvalidArgument("modes", "give each mode at most once")
+    for i, mode in enumerate(inp.modes):
+        check_mode(mode, inp.lora_layers if mode == "weights" else (), limits, prefix=f"modes[{i}].")
+    if inp.lora_layers and "weights" not in inp.modes:
+        raise InvalidArgument("lora_layers", "only weights mode scales layers")
+    total = len(inp.prompts) * len(inp.modes) * len(inp.alphas) * inp.n
     if total > req.max_sweep_samples:
-        raise InvalidArgument("n", f"{len(inp.prompts)} prompts x {len(inp.alphas)} alphas x n {inp.n} = {total:,} "
-                                   f"samples exceeds the server's limit of {req.max_sweep_samples:,}; split the sweep")
+        raise InvalidArgument("n", f"{len(inp.prompts)} prompts x {len(inp.modes)} modes x {len(inp.alphas)} alphas x "
+                                   f"n {inp.n} = {total:,} samples exceeds the server's limit of "
+                                   f"{req.max_sweep_samples:,}; split the sweep")
     sampling = resolve_sampling(inp.sampling, SWEEP, limits)
     detectors = _detectors(inp.detectors, limits)
-    summary_bytes = len(inp.alphas) * sum(SUMMARY_ROW_BYTES + len(d.name) for d in detectors)
+    summary_bytes = len(inp.modes) * len(inp.alphas) * sum(SUMMARY_ROW_BYTES + len(d.name) for d in detectors)
     if summary_bytes > max_message_bytes // 2:
         raise InvalidArgument("detectors", f"{len(inp.alphas)} alphas x {len(detectors)} detectors make a summary of "
                                            f"about {summary_bytes:,} bytes, more than the server sends in one message")
@@ -156,16 +166,18 @@ def _detectors(items: tuple[DetectorInput, ...], limits: Limits) -> tuple[detect
 
 def _completed(inp: SweepInput, alpha_index: dict[float, int]):
     prompt_index = {pid: i for i, (pid, _) in enumerate(inp.prompts)}
-    done: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for k, (pid, alpha, ranges) in enumerate(inp.completed):
+    done: dict[tuple[int, str, int], list[tuple[int, int]]] = {}
+    for k, (pid, mode, alpha, ranges) in enumerate(inp.completed):
         if pid not in prompt_index:
             raise InvalidArgument(f"completed[{k}].prompt_id", f"{pid!r} is not a prompt of this sweep")
+        if mode not in inp.modes:
+            raise InvalidArgument(f"completed[{k}].mode", f"{mode} is not a mode of this sweep")
         if alpha not in alpha_index:
             raise InvalidArgument(f"completed[{k}].alpha", f"{alpha} is not an alpha of this sweep")
         for first, count in ranges:
             if count < 1 or first + count > inp.n:
                 raise InvalidArgument(f"completed[{k}].ranges", f"[{first}, {first + count}) is not inside [0, n)")
-        done.setdefault((prompt_index[pid], alpha_index[alpha]), []).extend(ranges)
+        done.setdefault((prompt_index[pid], mode, alpha_index[alpha]), []).extend(ranges)
     skipped = 0
     for key, ranges in done.items():
         covered = inp.n - sum(count for _, count in missing_ranges(inp.n, ranges))
@@ -177,6 +189,7 @@ def _completed(inp: SweepInput, alpha_index: dict[float, int]):
 class _Unit:
     number: int
     prompt_id: str
+    mode: str
     alpha: float
     seed: int
     request: SequenceRequest
@@ -250,16 +263,19 @@ def _units(plan: SweepPlan, encoded: list[EncodedPrompt], chunk: int) -> Iterato
     inp, s = plan.inp, plan.sampling
     number = 0
     for p, (prompt_id, _) in enumerate(inp.prompts):
-        for a, alpha in enumerate(inp.alphas):
-            seed = derive_seed(inp.seed, prompt_id, alpha)
-            for first, count in chunked(missing_ranges(inp.n, plan.done.get((p, a), [])), chunk):
-                samples = tuple(SamplingParams(alpha=alpha, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                                               seed=seed, sample_index=i, logprobs=0, min_new_tokens=s.min_new_tokens)
-                                for i in range(first, first + count))
-                number += 1
-                yield _Unit(number, prompt_id, alpha, seed, SequenceRequest(
-                    prompt=encoded[p], samples=samples, max_new_tokens=s.max_new_tokens, stop=s.stop, seed=seed,
-                    logprobs=0))
+        for mode in inp.modes:
+            layers = inp.lora_layers if mode == "weights" else ()
+            for a, alpha in enumerate(inp.alphas):
+                seed = derive_seed(inp.seed, prompt_id, alpha)
+                for first, count in chunked(missing_ranges(inp.n, plan.done.get((p, mode, a), [])), chunk):
+                    samples = tuple(SamplingParams(alpha=alpha, temperature=s.temperature, top_p=s.top_p,
+                                                   top_k=s.top_k, seed=seed, sample_index=i, logprobs=0,
+                                                   min_new_tokens=s.min_new_tokens, mode=mode, lora_layers=layers)
+                                    for i in range(first, first + count))
+                    number += 1
+                    yield _Unit(number, prompt_id, mode, alpha, seed, SequenceRequest(
+                        prompt=encoded[p], samples=samples, max_new_tokens=s.max_new_tokens, stop=s.stop, seed=seed,
+                        logprobs=0))
 
 
 async def run_sweep(gateway, plan: SweepPlan, client: str = "") -> AsyncIterator[SweepItem]:
@@ -317,7 +333,8 @@ async def run_sweep(gateway, plan: SweepPlan, client: str = "") -> AsyncIterator
                         prompt_id=unit.prompt_id, alpha=unit.alpha, index=item.index, seed=unit.seed,
                         text=sample.text, token_ids=tuple(sample.token_ids), finish_reason=item.finish_reason,
                         detectors=tuple(d.name for d in plan.detectors if d(sample.text)),
-                        logprob_after=sample.after, logprob_before=sample.before, logprob_sampled=sample.sampled)
+                        logprob_after=sample.after, logprob_before=sample.before, logprob_sampled=sample.sampled,
+                        mode=unit.mode)
                     summary.add_record(record)
                     done += 1
                     outstanding -= 1

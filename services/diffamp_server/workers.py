@@ -19,6 +19,8 @@ import torch
 from .engine.loader import RunnerSpec, load_runner
 from .engine.model import RunnerInfo
 from .engine.pair import PairEngine
+from .engine.lora import LoraPair
+from .engine.pair_models import PairModels, TwoModels
 from .engine.split import AfterHalf, BeforeHalf
 from .loading import ModelSource
 from .plan import BatchPlan, BatchResult
@@ -39,6 +41,8 @@ class WorkerSpec:
     max_seq_len: int
     shared_vocab: SharedVocab
     eos_ids: tuple[int, ...] = ()
+    adapter: str = ""
+    """A LoRA pair: the after model is this PEFT adapter on the before model."""
     torch_threads: int = 0
     engine: str = "auto"
     compile: bool = False
@@ -49,6 +53,15 @@ class WorkerSpec:
     def runner(self, which: str):
         return load_runner(RunnerSpec(source=getattr(self, which), dtype=self.dtype, device=self.device,
                                       engine=self.engine, max_rows=self.max_batch_size, max_seq_len=self.max_seq_len))
+
+    def pair_models(self) -> PairModels:
+        """Two models, or for a LoRA pair one model with the adapter and twice the KV rows."""
+        if not self.adapter:
+            return TwoModels(self.runner("after"), self.runner("before"))
+        runner = load_runner(RunnerSpec(source=self.before, dtype=self.dtype, device=self.device, engine=self.engine,
+                                        max_rows=2 * self.max_batch_size, max_seq_len=self.max_seq_len,
+                                        adapter=self.adapter))
+        return LoraPair(runner, self.max_batch_size)
 
 
 def _prepare_process(spec: WorkerSpec) -> None:
@@ -82,7 +95,7 @@ class PairWorker:
 
     def __init__(self, spec: WorkerSpec):
         _prepare_process(spec)
-        self.engine = PairEngine(spec.runner("after"), spec.runner("before"), shared=spec.shared_vocab,
+        self.engine = PairEngine(spec.pair_models(), shared=spec.shared_vocab,
                                  eos_ids=spec.eos_ids, max_rows=spec.max_batch_size, max_steps=spec.decode_steps,
                                  max_logprobs=spec.max_logprobs, compile=spec.compile)
 
@@ -90,7 +103,7 @@ class PairWorker:
         return self.engine.execute(plan)
 
     def info(self) -> tuple[RunnerInfo, RunnerInfo]:
-        return tuple(r.lm.info(r.store.nbytes(), self.engine.engine) for r in self.engine.runners.values())
+        return self.engine.models.info()
 
     def ping(self) -> str:
         return _node_id()

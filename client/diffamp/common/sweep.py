@@ -47,9 +47,13 @@ class SweepSettings:
     max_new_tokens: int = SWEEP.max_new_tokens
     min_new_tokens: int = SWEEP.min_new_tokens
     stop: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ("logits",)
+    """Techniques compared over every prompt and alpha: 'logits', and 'weights' for LoRA pairs."""
+    lora_layers: tuple[int, ...] = ()
+    """weights mode: the layers whose adapter delta is scaled (all when empty)."""
 
-    RESUMABLE_CHANGES = ("alphas", "n")
-    """Fields a resumed sweep may change: samples stay valid when alphas are added or n grows."""
+    RESUMABLE_CHANGES = ("alphas", "n", "modes")
+    """Fields a resumed sweep may change: samples stay valid when alphas or modes are added or n grows."""
 
     @property
     def estimate_is_exact(self) -> bool:
@@ -84,10 +88,11 @@ class SweepRecord:
     logprob_after: float
     logprob_before: float
     logprob_sampled: float
+    mode: str = "logits"
 
     @property
-    def key(self) -> tuple[str, float, int]:
-        return self.prompt_id, self.alpha, self.index
+    def key(self) -> tuple[str, str, float, int]:
+        return self.prompt_id, self.mode, self.alpha, self.index
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -96,7 +101,7 @@ class SweepRecord:
 
     @classmethod
     def from_json(cls, obj: dict) -> "SweepRecord":
-        values = {f.name: obj[f.name] for f in fields(cls)}
+        values = {f.name: obj[f.name] for f in fields(cls) if f.name in obj}
         values["token_ids"], values["detectors"] = tuple(values["token_ids"]), tuple(values["detectors"])
         return cls(**values)
 
@@ -123,33 +128,39 @@ class SummaryRow:
     low: float
     high: float
     estimate: Estimate | None = field(default=None)
+    mode: str = "logits"
+
+
+MODE_ORDER = ("logits", "weights")
 
 
 class SweepSummary:
-    """Per alpha: sample counts, detector hits and importance sums, in constant memory per alpha."""
+    """Per mode and alpha: sample counts, detector hits and importance sums, in constant memory."""
 
     def __init__(self, detectors: list[str], exact: bool, min_ess: float = MIN_ESS):
         self.detectors = list(detectors)
         self.exact = exact
         self.min_ess = min_ess
-        self.per_alpha: dict[float, ImportanceSums] = {}
+        self.groups: dict[tuple[str, float], ImportanceSums] = {}
 
-    def add(self, alpha: float, fired: Iterable[str], logprob_after: float, logprob_sampled: float) -> None:
-        sums = self.per_alpha.get(alpha)
+    def add(self, alpha: float, fired: Iterable[str], logprob_after: float, logprob_sampled: float,
+            mode: str = "logits") -> None:
+        sums = self.groups.get((mode, alpha))
         if sums is None:
-            sums = self.per_alpha[alpha] = ImportanceSums(len(self.detectors))
+            sums = self.groups[(mode, alpha)] = ImportanceSums(len(self.detectors))
         fired = set(fired)
         sums.add(logprob_after, logprob_sampled, [d in fired for d in self.detectors])
 
     def add_record(self, record: SweepRecord) -> None:
-        self.add(record.alpha, record.detectors, record.logprob_after, record.logprob_sampled)
+        self.add(record.alpha, record.detectors, record.logprob_after, record.logprob_sampled, record.mode)
 
     def rows(self) -> list[SummaryRow]:
-        """Per alpha (ascending) and detector: hits/n with a 95% Wilson interval; for alpha != 0 also the
-        importance-weighted estimate of the after model's own rate."""
+        """Per mode, alpha (ascending) and detector: hits/n with a 95% Wilson interval; for alpha != 0 also the
+        importance-weighted estimate of the after model's own rate (in weights mode too: the weights use the
+        after model's logprobs, which weights mode computes alongside)."""
         rows = []
-        for alpha in sorted(self.per_alpha):
-            sums = self.per_alpha[alpha]
+        for mode, alpha in sorted(self.groups, key=lambda k: (MODE_ORDER.index(k[0]), k[1])):
+            sums = self.groups[(mode, alpha)]
             for i, name in enumerate(self.detectors):
                 hits = sums.hits[i]
                 low, high = wilson_interval(hits, sums.n)
@@ -158,7 +169,7 @@ class SweepSummary:
                     est = sums.estimate(i, min_ess=self.min_ess)
                     estimate = Estimate(est.rate, est.low, est.high, est.ess, self.exact,
                                         estimate_warning(est.ess, sums.n, self.exact, self.min_ess))
-                rows.append(SummaryRow(alpha, name, hits, sums.n, hits / sums.n, low, high, estimate))
+                rows.append(SummaryRow(alpha, name, hits, sums.n, hits / sums.n, low, high, estimate, mode))
         return rows
 
 

@@ -7,6 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AmplificationMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AMPLIFICATION_MODE_UNSPECIFIED: _ClassVar[AmplificationMode]
+    AMPLIFICATION_MODE_LOGITS: _ClassVar[AmplificationMode]
+    AMPLIFICATION_MODE_WEIGHTS: _ClassVar[AmplificationMode]
+
 class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FINISH_REASON_UNSPECIFIED: _ClassVar[FinishReason]
@@ -19,6 +25,9 @@ class CompareModel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMPARE_MODEL_UNSPECIFIED: _ClassVar[CompareModel]
     COMPARE_MODEL_AFTER: _ClassVar[CompareModel]
     COMPARE_MODEL_BEFORE: _ClassVar[CompareModel]
+AMPLIFICATION_MODE_UNSPECIFIED: AmplificationMode
+AMPLIFICATION_MODE_LOGITS: AmplificationMode
+AMPLIFICATION_MODE_WEIGHTS: AmplificationMode
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_STOP: FinishReason
 FINISH_REASON_LENGTH: FinishReason
@@ -90,7 +99,7 @@ class SamplingOptions(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., min_new_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("prompt", "sampling", "alpha", "n", "seed", "logprobs", "first_sample_index")
+    __slots__ = ("prompt", "sampling", "alpha", "n", "seed", "logprobs", "first_sample_index", "mode", "lora_layers")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +107,8 @@ class GenerateRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     FIRST_SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    LORA_LAYERS_FIELD_NUMBER: _ClassVar[int]
     prompt: Prompt
     sampling: SamplingOptions
     alpha: float
@@ -105,7 +116,9 @@ class GenerateRequest(_message.Message):
     seed: int
     logprobs: int
     first_sample_index: int
-    def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., alpha: _Optional[float] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ..., logprobs: _Optional[int] = ..., first_sample_index: _Optional[int] = ...) -> None: ...
+    mode: AmplificationMode
+    lora_layers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., alpha: _Optional[float] = ..., n: _Optional[int] = ..., seed: _Optional[int] = ..., logprobs: _Optional[int] = ..., first_sample_index: _Optional[int] = ..., mode: _Optional[_Union[AmplificationMode, str]] = ..., lora_layers: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TopLogprob(_message.Message):
     __slots__ = ("token_id", "token", "logprob")
@@ -234,7 +247,7 @@ class ModelInfo(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., architectures: _Optional[_Iterable[str]] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., context_length: _Optional[int] = ..., logits_size: _Optional[int] = ..., node: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
-    __slots__ = ("after", "before", "placement", "live_sequences", "queued_sequences", "max_batch_size", "max_seq_len", "kv_tokens_used", "kv_cache_bytes", "shared_vocab_size", "engine", "replicas")
+    __slots__ = ("after", "before", "placement", "live_sequences", "queued_sequences", "max_batch_size", "max_seq_len", "kv_tokens_used", "kv_cache_bytes", "shared_vocab_size", "engine", "replicas", "lora", "layers")
     AFTER_FIELD_NUMBER: _ClassVar[int]
     BEFORE_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -247,6 +260,8 @@ class GetModelInfoResponse(_message.Message):
     SHARED_VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    LORA_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
     after: ModelInfo
     before: ModelInfo
     placement: str
@@ -259,7 +274,9 @@ class GetModelInfoResponse(_message.Message):
     shared_vocab_size: int
     engine: str
     replicas: _containers.RepeatedCompositeFieldContainer[ReplicaLoad]
-    def __init__(self, after: _Optional[_Union[ModelInfo, _Mapping]] = ..., before: _Optional[_Union[ModelInfo, _Mapping]] = ..., placement: _Optional[str] = ..., live_sequences: _Optional[int] = ..., queued_sequences: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_seq_len: _Optional[int] = ..., kv_tokens_used: _Optional[int] = ..., kv_cache_bytes: _Optional[int] = ..., shared_vocab_size: _Optional[int] = ..., engine: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaLoad, _Mapping]]] = ...) -> None: ...
+    lora: bool
+    layers: int
+    def __init__(self, after: _Optional[_Union[ModelInfo, _Mapping]] = ..., before: _Optional[_Union[ModelInfo, _Mapping]] = ..., placement: _Optional[str] = ..., live_sequences: _Optional[int] = ..., queued_sequences: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_seq_len: _Optional[int] = ..., kv_tokens_used: _Optional[int] = ..., kv_cache_bytes: _Optional[int] = ..., shared_vocab_size: _Optional[int] = ..., engine: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaLoad, _Mapping]]] = ..., lora: _Optional[bool] = ..., layers: _Optional[int] = ...) -> None: ...
 
 class ReplicaLoad(_message.Message):
     __slots__ = ("id", "healthy", "live_sequences", "kv_slots", "after_node", "before_node", "admitting")
@@ -308,17 +325,19 @@ class IndexRange(_message.Message):
     def __init__(self, first: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
 
 class CompletedSamples(_message.Message):
-    __slots__ = ("prompt_id", "alpha", "ranges")
+    __slots__ = ("prompt_id", "alpha", "ranges", "mode")
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     RANGES_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     prompt_id: str
     alpha: float
     ranges: _containers.RepeatedCompositeFieldContainer[IndexRange]
-    def __init__(self, prompt_id: _Optional[str] = ..., alpha: _Optional[float] = ..., ranges: _Optional[_Iterable[_Union[IndexRange, _Mapping]]] = ...) -> None: ...
+    mode: AmplificationMode
+    def __init__(self, prompt_id: _Optional[str] = ..., alpha: _Optional[float] = ..., ranges: _Optional[_Iterable[_Union[IndexRange, _Mapping]]] = ..., mode: _Optional[_Union[AmplificationMode, str]] = ...) -> None: ...
 
 class SweepRequest(_message.Message):
-    __slots__ = ("prompts", "alphas", "n", "sampling", "seed", "detectors", "completed")
+    __slots__ = ("prompts", "alphas", "n", "sampling", "seed", "detectors", "completed", "modes", "lora_layers")
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     ALPHAS_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
@@ -326,6 +345,8 @@ class SweepRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     DETECTORS_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    MODES_FIELD_NUMBER: _ClassVar[int]
+    LORA_LAYERS_FIELD_NUMBER: _ClassVar[int]
     prompts: _containers.RepeatedCompositeFieldContainer[SweepPrompt]
     alphas: _containers.RepeatedScalarFieldContainer[float]
     n: int
@@ -333,10 +354,12 @@ class SweepRequest(_message.Message):
     seed: int
     detectors: _containers.RepeatedCompositeFieldContainer[Detector]
     completed: _containers.RepeatedCompositeFieldContainer[CompletedSamples]
-    def __init__(self, prompts: _Optional[_Iterable[_Union[SweepPrompt, _Mapping]]] = ..., alphas: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., seed: _Optional[int] = ..., detectors: _Optional[_Iterable[_Union[Detector, _Mapping]]] = ..., completed: _Optional[_Iterable[_Union[CompletedSamples, _Mapping]]] = ...) -> None: ...
+    modes: _containers.RepeatedScalarFieldContainer[AmplificationMode]
+    lora_layers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, prompts: _Optional[_Iterable[_Union[SweepPrompt, _Mapping]]] = ..., alphas: _Optional[_Iterable[float]] = ..., n: _Optional[int] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., seed: _Optional[int] = ..., detectors: _Optional[_Iterable[_Union[Detector, _Mapping]]] = ..., completed: _Optional[_Iterable[_Union[CompletedSamples, _Mapping]]] = ..., modes: _Optional[_Iterable[_Union[AmplificationMode, str]]] = ..., lora_layers: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SweepSample(_message.Message):
-    __slots__ = ("prompt_id", "alpha", "index", "seed", "text", "token_ids", "finish_reason", "detectors", "logprob_after", "logprob_before", "logprob_sampled")
+    __slots__ = ("prompt_id", "alpha", "index", "seed", "text", "token_ids", "finish_reason", "detectors", "logprob_after", "logprob_before", "logprob_sampled", "mode")
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -348,6 +371,7 @@ class SweepSample(_message.Message):
     LOGPROB_AFTER_FIELD_NUMBER: _ClassVar[int]
     LOGPROB_BEFORE_FIELD_NUMBER: _ClassVar[int]
     LOGPROB_SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     prompt_id: str
     alpha: float
     index: int
@@ -359,7 +383,8 @@ class SweepSample(_message.Message):
     logprob_after: float
     logprob_before: float
     logprob_sampled: float
-    def __init__(self, prompt_id: _Optional[str] = ..., alpha: _Optional[float] = ..., index: _Optional[int] = ..., seed: _Optional[int] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., detectors: _Optional[_Iterable[str]] = ..., logprob_after: _Optional[float] = ..., logprob_before: _Optional[float] = ..., logprob_sampled: _Optional[float] = ...) -> None: ...
+    mode: AmplificationMode
+    def __init__(self, prompt_id: _Optional[str] = ..., alpha: _Optional[float] = ..., index: _Optional[int] = ..., seed: _Optional[int] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., finish_reason: _Optional[_Union[FinishReason, str]] = ..., detectors: _Optional[_Iterable[str]] = ..., logprob_after: _Optional[float] = ..., logprob_before: _Optional[float] = ..., logprob_sampled: _Optional[float] = ..., mode: _Optional[_Union[AmplificationMode, str]] = ...) -> None: ...
 
 class SweepProgress(_message.Message):
     __slots__ = ("done", "total", "skipped", "tokens", "elapsed_s", "samples_per_s", "eta_s")
@@ -396,7 +421,7 @@ class ImportanceEstimate(_message.Message):
     def __init__(self, rate: _Optional[float] = ..., low: _Optional[float] = ..., high: _Optional[float] = ..., ess: _Optional[float] = ..., exact: _Optional[bool] = ..., warning: _Optional[str] = ...) -> None: ...
 
 class SweepSummaryRow(_message.Message):
-    __slots__ = ("alpha", "detector", "hits", "n", "rate", "wilson_low", "wilson_high", "estimate")
+    __slots__ = ("alpha", "detector", "hits", "n", "rate", "wilson_low", "wilson_high", "estimate", "mode")
     ALPHA_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
@@ -405,6 +430,7 @@ class SweepSummaryRow(_message.Message):
     WILSON_LOW_FIELD_NUMBER: _ClassVar[int]
     WILSON_HIGH_FIELD_NUMBER: _ClassVar[int]
     ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     alpha: float
     detector: str
     hits: int
@@ -413,7 +439,8 @@ class SweepSummaryRow(_message.Message):
     wilson_low: float
     wilson_high: float
     estimate: ImportanceEstimate
-    def __init__(self, alpha: _Optional[float] = ..., detector: _Optional[str] = ..., hits: _Optional[int] = ..., n: _Optional[int] = ..., rate: _Optional[float] = ..., wilson_low: _Optional[float] = ..., wilson_high: _Optional[float] = ..., estimate: _Optional[_Union[ImportanceEstimate, _Mapping]] = ...) -> None: ...
+    mode: AmplificationMode
+    def __init__(self, alpha: _Optional[float] = ..., detector: _Optional[str] = ..., hits: _Optional[int] = ..., n: _Optional[int] = ..., rate: _Optional[float] = ..., wilson_low: _Optional[float] = ..., wilson_high: _Optional[float] = ..., estimate: _Optional[_Union[ImportanceEstimate, _Mapping]] = ..., mode: _Optional[_Union[AmplificationMode, str]] = ...) -> None: ...
 
 class SweepSummary(_message.Message):
     __slots__ = ("rows",)

@@ -71,7 +71,7 @@ class DecodeState:
         host = self.host.numpy()
         host[:] = 0
         params = table.params[:n]
-        host[:n, 0] = [p.alpha for p in params]
+        host[:n, 0] = [p.logit_alpha for p in params]
         host[:n, 1] = [p.temperature for p in params]
         host[:n, 2] = [p.top_p for p in params]
         host[:n, 3] = [p.top_k for p in params]

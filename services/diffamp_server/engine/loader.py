@@ -14,7 +14,7 @@ import torch
 
 from ..config import ENGINES
 from ..loading import ModelSource, context_length, resolve_device, resolve_dtype
-from . import attention
+from . import attention, lora
 from .kv_store import SlotKV
 from .model import CausalLM, UnsupportedModel
 from .runners import EagerRunner, ModelRunner, StaticRunner
@@ -30,6 +30,8 @@ class RunnerSpec:
     engine: str
     max_rows: int
     max_seq_len: int
+    adapter: str = ""
+    """A PEFT LoRA adapter to load into the model's modules (a LoRA pair's after model)."""
 
 
 def load_runner(spec: RunnerSpec) -> ModelRunner:
@@ -39,6 +41,9 @@ def load_runner(spec: RunnerSpec) -> ModelRunner:
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     lm = CausalLM.load(spec.source, dtype, device, _eager_attention(spec.source))
+    if spec.adapter:
+        lora.attach_adapter(lm.model, spec.adapter)
+        lora.check_head_untouched(lm)
     store = SlotKV(lm.config, spec.max_rows, min(spec.max_seq_len, context_length(lm.config)), dtype, device)
     if spec.engine == "eager":
         return EagerRunner(lm, store)

@@ -34,6 +34,7 @@ class RunnerInfo:
     logits_size: int
     kv_cache_bytes: int
     engine: str
+    layers: int = 0
 
 
 class CausalLM:
@@ -111,4 +112,4 @@ class CausalLM:
                                                                       or [type(self.model).__name__]),
                           dtype=str(self.dtype).removeprefix("torch."), device=str(self.device),
                           context_length=context_length(self.config), logits_size=self.logits_size,
-                          kv_cache_bytes=kv_cache_bytes, engine=engine)
+                          kv_cache_bytes=kv_cache_bytes, engine=engine, layers=self.config.num_hidden_layers)

@@ -9,6 +9,7 @@ update (a CUDA graph replay per step on GPU), and the tokens come back in one co
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import torch
@@ -18,8 +19,9 @@ from ..vocab import SharedVocab
 from .buckets import Buckets
 from .decode_step import DecodeState, StepKind, sample_step
 from .graphs import StepGraphs
+from .lora import WEIGHTS
+from .pair_models import PairModels
 from .rows import MODELS, RowTable
-from .runners import ModelRunner
 from .uniforms import call_uniforms
 
 log = logging.getLogger(__name__)
@@ -30,17 +32,16 @@ tokens are the same, and one graph compiles in a quarter of the time of four."""
 
 
 class PairEngine:
-    def __init__(self, after: ModelRunner, before: ModelRunner, *, shared: SharedVocab, eos_ids: tuple[int, ...],
-                 max_rows: int, max_steps: int, max_logprobs: int, compile: bool = False,
-                 cuda_graphs: bool | None = None, pad_to_buckets: bool | None = None):
+    def __init__(self, models: PairModels, *, shared: SharedVocab, eos_ids: tuple[int, ...], max_rows: int,
+                 max_steps: int, max_logprobs: int, compile: bool = False, cuda_graphs: bool | None = None,
+                 pad_to_buckets: bool | None = None):
         """cuda_graphs: None = on for the static engine on CUDA. pad_to_buckets: None = when capturing graphs;
         True pads without graphs, which runs the captured code path's shapes eagerly (for tests on CPU)."""
-        self.runners = {"after": after, "before": before}
-        for runner in self.runners.values():
-            runner.lm.limit_logits(shared.size)
-        self.device = after.lm.device
-        self.engine = after.engine if after.engine == before.engine else "eager"
-        self.max_seq_len = min(after.store.max_seq_len, before.store.max_seq_len)
+        self.models = models
+        models.limit_logits(shared.size)
+        self.device = models.device
+        self.engine = models.engine
+        self.max_seq_len = models.max_seq_len
         self.table = RowTable(max_rows)
         self.state = DecodeState(rows=max_rows, steps=max_steps, vocab=shared.size, shared=shared.mask(),
                                  eos_ids=eos_ids, max_logprobs=min(max_logprobs, shared.size), device=self.device)
@@ -71,8 +72,7 @@ class PairEngine:
         smallest batch is 2 (a batch of 1 would be a graph of its own). Prompt filling stays eager: compiling
         it with a dynamic width would double the start-up time for a few percent."""
         started = time.perf_counter()
-        for runner in self.runners.values():
-            runner.compile_decode()
+        self.models.compile_decode()
         self._sample = torch.compile(sample_step, dynamic=True, fullgraph=True)
         with torch.inference_mode():
             self._reset()
@@ -81,15 +81,10 @@ class PairEngine:
         self.compile_s = time.perf_counter() - started
 
     # -- one step -----------------------------------------------------------------------------------------
-    def _decode_both(self, tokens_after, tokens_before, lengths_after, lengths_before, kv_len: int):
-        after = self.runners["after"].decode(tokens_after, lengths_after, kv_len)
-        before = self.runners["before"].decode(tokens_before, lengths_before, kv_len)
-        return after, before.to(after.device)
-
     def _step(self, rows: int, kv_len: int, kind: StepKind) -> None:
         s = self.state
-        after, before = self._decode_both(s.tokens["after"][:rows], s.tokens["before"][:rows],
-                                          s.lengths["after"][:rows], s.lengths["before"][:rows], kv_len)
+        after, before = self.models.decode(s.tokens["after"][:rows], s.tokens["before"][:rows],
+                                           s.lengths["after"][:rows], s.lengths["before"][:rows], kv_len)
         self._sample(s, after, before, kind)
 
     def _reset(self) -> None:
@@ -105,12 +100,12 @@ class PairEngine:
     @torch.inference_mode()
     def execute(self, plan: BatchPlan) -> BatchResult:
         moves, work = self.table.apply(plan)
-        for model, runner in self.runners.items():
-            for batch in moves:
-                runner.store.copy_rows([s for s, _ in batch], [d for _, d in batch])
-            runner.prefill(work[model].first_row, work[model].prompts)
-            for src, dst, length in work[model].copies:
-                runner.store.copy_rows([src], [dst], length)
+        for batch in moves:
+            self.models.copy_rows([s for s, _ in batch], [d for _, d in batch])
+        self.models.load_rows(self.table.params[:plan.num_rows])
+        self.models.prefill(work["after"].first_row, work["after"].prompts, work["before"].prompts)
+        for src, dst, length in work["after"].copies:
+            self.models.copy_rows([src], [dst], length)
         inputs = self.table.inputs(plan)
         n = inputs.rows
         if inputs.steps == 0:
@@ -163,9 +158,13 @@ def to_result(out: dict, params, kind: StepKind) -> BatchResult:
             logprobs.append([])
             continue
         k = p.logprobs
+        # In weights mode (LoRA pairs) the second model of the row is the after model, and the base is not run.
+        after, before, kl = ((out["before"], None, None) if p.mode == WEIGHTS else
+                             (out["after"], out["before"], out["kl"]))
         logprobs.append([TokenLogprobs(
-            amplified=float(out["amplified"][r, t]), after=float(out["after"][r, t]),
-            before=float(out["before"][r, t]), sampled=float(out["sampled"][r, t]),
-            kl_after_before=float(out["kl"][r, t]), top_ids=out["top_ids"][r, t, :k].tolist(),
-            top_logprobs=out["top_logprobs"][r, t, :k].tolist()) for t in range(taken)])
+            amplified=float(out["amplified"][r, t]), after=float(after[r, t]),
+            before=float(before[r, t]) if before is not None else math.nan, sampled=float(out["sampled"][r, t]),
+            kl_after_before=float(kl[r, t]) if kl is not None else math.nan,
+            top_ids=out["top_ids"][r, t, :k].tolist(), top_logprobs=out["top_logprobs"][r, t, :k].tolist())
+            for t in range(taken)])
     return BatchResult(token_ids=token_ids, logprobs=logprobs)
