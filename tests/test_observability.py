@@ -87,7 +87,8 @@ def _install_prometheus() -> str:
     if sudo is None:
         return "not root and no sudo to run apt-get"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = sudo + [apt, "install", "-y", "-q", "--no-install-recommends", "prometheus"]
+    install = sudo + ["env", "DEBIAN_FRONTEND=noninteractive", apt, "install", "-y", "-q", "--no-install-recommends",
+                      "prometheus"]
     out = subprocess.run(install, capture_output=True, text=True, env=env, timeout=900)
     if out.returncode:
         subprocess.run(sudo + [apt, "update", "-q"], capture_output=True, text=True, env=env, timeout=600)
