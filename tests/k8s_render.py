@@ -1,6 +1,6 @@
 """Render the k8s/ kustomizations offline: `resources` plus JSON 6902 `patches` (all that k8s/ uses), and
-validate what comes out: RayClusters against the KubeRay CRD schema made strict, core objects with
-kubernetes-validate in strict mode."""
+validate what comes out: RayClusters against the KubeRay CRD schema made strict, ServiceMonitors against the
+repository's own strict subset schema, core objects with kubernetes-validate in strict mode."""
 
 import copy
 import json
@@ -58,11 +58,18 @@ def raycluster_schema() -> dict:
     return strict(json.loads((SCHEMAS / "kuberay-raycluster-v1.json").read_text()))
 
 
+def servicemonitor_schema() -> dict:
+    """The repository's own strict schema of the ServiceMonitor fields it uses (k8s/schemas/README.md)."""
+    return json.loads((SCHEMAS / "servicemonitor-v1.json").read_text())
+
+
 def validate(docs: list[dict]) -> None:
     """Raises on the first invalid object."""
     schema = raycluster_schema()
     for doc in docs:
         if doc["kind"] == "RayCluster":
             jsonschema.validate(doc, schema)
+        elif doc["kind"] == "ServiceMonitor":
+            jsonschema.validate(doc, servicemonitor_schema())
         else:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)

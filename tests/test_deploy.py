@@ -106,3 +106,51 @@ def test_a_broken_service_fails():
     service["spec"]["selectr"] = service["spec"].pop("selector")
     with pytest.raises(kubernetes_validate.ValidationError):
         validate(docs)
+
+
+def _metrics_port(docs) -> int:
+    return int(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["DIFFAMP_METRICS_PORT"])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layouts_expose_metrics_to_scrapers(layout):
+    """The gateway serves metrics on the configured port, the head pod's scrape annotations and the Service point
+    at that port, and no port name in the head pod repeats (KubeRay adds its own "metrics" port to ray-head)."""
+    docs = render(ROOT / "k8s" / "overlays" / layout)
+    port = _metrics_port(docs)
+    assert port not in (0, 50051)
+    head = next(d for d in docs if d["kind"] == "RayCluster")["spec"]["headGroupSpec"]["template"]
+    annotations = head["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+                           "prometheus.io/path": "/metrics"}
+    gateway = next(c for c in head["spec"]["containers"] if c["name"] == "gateway")
+    [metrics] = [p for p in gateway["ports"] if p["containerPort"] == port]
+    names = [p["name"] for c in head["spec"]["containers"] for p in c.get("ports", [])]
+    assert len(names) == len(set(names)) and "metrics" not in names and len(metrics["name"]) <= 15
+    service = next(d for d in docs if d["kind"] == "Service")
+    [service_port] = [p for p in service["spec"]["ports"] if p["targetPort"] == metrics["name"]]
+    assert service_port["port"] == port
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    assert config["DIFFAMP_LOG_FORMAT"] == "json"
+
+
+def test_the_servicemonitor_validates_and_selects_the_metrics_port():
+    [monitor] = render(ROOT / "k8s" / "monitoring")
+    validate([monitor])
+    service = next(d for d in _docs() if d["kind"] == "Service")
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in [p["name"] for p in service["spec"]["ports"]]
+    assert any(p["name"] == endpoint["port"] and p["port"] == _metrics_port(_docs()) for p in service["spec"]["ports"])
+
+
+def test_a_misspelt_servicemonitor_field_fails():
+    [monitor] = render(ROOT / "k8s" / "monitoring")
+    monitor["spec"]["endpoints"][0]["intervall"] = monitor["spec"]["endpoints"][0].pop("interval")
+    with pytest.raises(jsonschema.ValidationError, match="intervall"):
+        validate([monitor])
+    monitor["spec"]["endpoints"][0]["interval"] = "15 seconds"
+    del monitor["spec"]["endpoints"][0]["intervall"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate([monitor])

@@ -2,8 +2,10 @@
 
 import logging
 import math
+import re
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -79,6 +81,19 @@ def test_the_token_never_reaches_the_logs(server, certs, caplog):
     _cli(server, certs, "info", "--token", "wrong-" + TOKEN)
     assert TOKEN not in caplog.text
     assert TOKEN not in repr(server.running.config)
+
+
+def test_a_refused_call_is_logged_with_its_code_and_the_request_id_the_cli_prints(server, certs, caplog):
+    caplog.set_level(logging.INFO, logger="diffamp.requests")
+    out = _cli(server, certs, "info", "--token", "wrong-" + TOKEN)
+    found = re.search(r"UNAUTHENTICATED: .*\(request id ([0-9a-f]{32})\)", out.stderr)
+    assert found, out.stderr
+    deadline = time.time() + 10
+    while not (mine := [r for r in caplog.records if getattr(r, "request_id", None) == found.group(1)]):
+        assert time.time() < deadline, caplog.text
+        time.sleep(0.05)
+    assert mine[0].fields["rpc"] == "GetModelInfo" and mine[0].fields["code"] == "UNAUTHENTICATED"
+    assert TOKEN not in caplog.text
 
 
 FIELDS = st.fixed_dictionaries({}, optional={

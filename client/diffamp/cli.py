@@ -24,7 +24,8 @@ import grpc
 
 from diffamp import messages
 from diffamp.common.defaults import GENERATE, SWEEP
-from diffamp.connection import DEFAULT_SERVER, check_server, describe_error, open_aio_channel, open_channel, stub
+from diffamp.connection import (DEFAULT_SERVER, check_server, describe_error, new_request_id, open_aio_channel,
+                                open_channel, stub)
 from diffamp.render import ExplainPrinter, Printer, SampleText
 from diffamp.v1 import diffamp_pb2 as pb
 
@@ -100,7 +101,7 @@ def _connect(args):
     channel = open_channel(args.server, tls_ca=args.tls_ca)
     if args.wait:
         check_server(channel, args.server, args.wait)
-    return channel, stub(channel, _token(args))
+    return channel, stub(channel, _token(args), args.request_id)
 
 
 def cmd_generate(args) -> int:
@@ -238,8 +239,8 @@ def cmd_sweep(args) -> int:
 
     async def go():
         async with open_aio_channel(args.server, tls_ca=args.tls_ca) as channel:
-            return await run_sweep(stub(channel, _token(args)), prompts, settings, detectors, args.output,
-                                   progress=not args.quiet, timeout=args.timeout)
+            return await run_sweep(stub(channel, _token(args), args.request_id), prompts, settings, detectors,
+                                   args.output, progress=not args.quiet, timeout=args.timeout)
 
     records = asyncio.run(go())
     rows = summarize(records, [d.name for d in detectors], settings.estimate_is_exact)
@@ -333,10 +334,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return serve_main(argv[1:])
     args = build_parser().parse_args(argv)
+    args.request_id = new_request_id()  # sent as x-request-id with every call of this command; printed on errors
     try:
         return args.func(args)
     except grpc.RpcError as err:
-        print(f"diffamp {args.command}: {describe_error(err, args.server)}", file=sys.stderr)
+        print(f"diffamp {args.command}: {describe_error(err, args.server, args.request_id)}", file=sys.stderr)
         return 1
     except (ConnectionError, OSError, ValueError) as exc:
         print(f"diffamp {args.command}: {exc}", file=sys.stderr)

@@ -38,14 +38,22 @@ def open_aio_channel(server: str = DEFAULT_SERVER, *, tls_ca: str | None = None,
     return grpc.aio.insecure_channel(server, options=_options(max_message_bytes))
 
 
-class BearerTokenStub:
-    """A generated stub, synchronous or asyncio, that sends `authorization: Bearer <token>` with every call.
+REQUEST_ID_KEY = "x-request-id"
 
-    Without TLS the token travels in clear text, which only makes sense on loopback or a trusted network."""
 
-    def __init__(self, stub, token: str):
+def new_request_id() -> str:
+    """An id for one CLI invocation: the server logs every line about its calls with it, and returns it."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+class MetadataStub:
+    """A generated stub, synchronous or asyncio, that sends `metadata` with every call."""
+
+    def __init__(self, stub, metadata: tuple[tuple[str, str], ...]):
         self._stub = stub
-        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._metadata = tuple(metadata)
 
     def __getattr__(self, name: str):
         method = getattr(self._stub, name)
@@ -57,10 +65,22 @@ class BearerTokenStub:
         return call
 
 
-def stub(channel, token: str | None = None):
-    """The AmplificationService stub on `channel` (sync or asyncio), sending `token` when given."""
+class BearerTokenStub(MetadataStub):
+    """A stub that sends `authorization: Bearer <token>` with every call.
+
+    Without TLS the token travels in clear text, which only makes sense on loopback or a trusted network."""
+
+    def __init__(self, stub, token: str):
+        super().__init__(stub, (("authorization", f"Bearer {token}"),))
+
+
+def stub(channel, token: str | None = None, request_id: str | None = None):
+    """The AmplificationService stub on `channel` (sync or asyncio), sending `token` and an `x-request-id` when
+    given."""
     plain = diffamp_pb2_grpc.AmplificationServiceStub(channel)
-    return BearerTokenStub(plain, token) if token else plain
+    metadata = ((("authorization", f"Bearer {token}"),) if token else ()) + \
+        (((REQUEST_ID_KEY, request_id),) if request_id else ())
+    return MetadataStub(plain, metadata) if metadata else plain
 
 
 def no_server_message(server: str) -> str:
@@ -76,10 +96,26 @@ def check_server(channel: grpc.Channel, server: str, timeout_s: float = 5.0) -> 
         raise ConnectionError(no_server_message(server) + f" (waited {timeout_s:g} s)") from None
 
 
-def describe_error(err: grpc.RpcError, server: str) -> str:
-    """A status for people: the code and message, or a sentence when nothing listens at `server`."""
+def request_id_of(err) -> str | None:
+    """The request id the server returned with a failed call (trailing metadata, else initial), if any."""
+    for name in ("trailing_metadata", "initial_metadata"):
+        try:
+            metadata = getattr(err, name)() if hasattr(err, name) else None
+        except Exception:  # noqa: BLE001 - a call that never reached the server has none
+            metadata = None
+        for key, value in metadata or ():
+            if key == REQUEST_ID_KEY:
+                return value.decode() if isinstance(value, bytes) else value
+    return None
+
+
+def describe_error(err: grpc.RpcError, server: str, request_id: str | None = None) -> str:
+    """A status for people: the code and message, or a sentence when nothing listens at `server`. The request id
+    the server returned (else `request_id`, the one sent) follows, to find the call in the server's logs."""
     code = err.code() if hasattr(err, "code") else None
     details = err.details() if hasattr(err, "details") else str(err)
     if code == grpc.StatusCode.UNAVAILABLE and any(s in (details or "") for s in _CONNECT_FAILURES):
         return no_server_message(server)
-    return f"{code.name if code else 'UNKNOWN'}: {details}"
+    text = f"{code.name if code else 'UNKNOWN'}: {details}"
+    request_id = request_id_of(err) or request_id
+    return f"{text} (request id {request_id})" if request_id else text

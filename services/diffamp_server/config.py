@@ -18,6 +18,7 @@ DEMO_PAIR_DIR = Path(__file__).parent / "demo_pair"
 PLACEMENTS = ("auto", "colocated", "split")
 ONE_SIDED_POLICIES = ("retokenize", "reject")
 ENGINES = ("auto", "static", "eager")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass
@@ -119,12 +120,28 @@ class ServerConfig:
         "env": "DIFFAMP_AUTH_TOKEN_FILE", "help": "read the bearer token from this file (first line)"})
     tls_cert: str = field(default="", metadata={"env": "DIFFAMP_TLS_CERT", "help": "PEM certificate file"})
     tls_key: str = field(default="", metadata={"env": "DIFFAMP_TLS_KEY", "help": "PEM private key file"})
+    metrics_port: int = field(default=0, metadata={
+        "env": "DIFFAMP_METRICS_PORT",
+        "help": "serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics, on the --host address "
+                "(0: off; the k8s manifests use 9090)"})
+    log_format: str = field(default="text", metadata={
+        "env": "DIFFAMP_LOG_FORMAT", "help": "text (one readable line per event) or json (one JSON object per line)"})
+    log_prompts: bool = field(default=False, metadata={
+        "env": "DIFFAMP_LOG_PROMPTS",
+        "help": "put Generate and Compare prompts and completions in the finished-request log line (off: they can "
+                "be sensitive)"})
 
     def __post_init__(self):
         if self.placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}; got {self.placement!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535]; got {self.port}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be in [0, 65535] (0: off); got {self.metrics_port}")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(f"metrics_port and port are both {self.port}: give the metrics their own port")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}; got {self.log_format!r}")
         for name in ("max_batch_size", "decode_steps", "max_seq_len", "max_n", "max_sweep_samples", "max_queued",
                      "max_message_bytes"):
             if getattr(self, name) < 1:

@@ -14,9 +14,12 @@ import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from time import perf_counter
 
+from .calls import note_submitted
 from .errors import ShuttingDown, StreamStalled, WorkerUnavailable
 from .events import EventSink, SampleEvent
+from .metrics import NO_METRICS
 from .output import OutputProcessor
 from .replica import Replica, ReplicaInfo
 from .request import (EncodedPrompt, GenerateInput, Limits, PromptInput, SequenceRequest, to_request,
@@ -72,6 +75,7 @@ class Gateway:
         self.healthy: set[str] = set()
         self.admitting = True
         self.calls = 0
+        self.metrics = NO_METRICS  # lifecycle.py sets a metrics.Metrics with --metrics-port
         self._on_health_change = on_health_change or (lambda serving: None)
         self._wakeups: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task] = {}
@@ -161,6 +165,7 @@ class Gateway:
     def submit(self, request: SequenceRequest, sink: EventSink, client: str = "") -> RequestState:
         self.check_admitting()
         state = self.scheduler.submit(request, sink, client)
+        note_submitted(state)
         self.wake()
         return state
 
@@ -198,6 +203,7 @@ class Gateway:
                 await wakeup.wait()
                 continue
             try:
+                started = perf_counter()
                 result = await replica.execute(plan)
             except asyncio.CancelledError:
                 raise
@@ -205,6 +211,7 @@ class Gateway:
                 await self._recover(replica, exc)
                 continue
             self.calls += 1
+            self.metrics.worker_call(replica.id, plan, result, perf_counter() - started)
             self.scheduler.succeeded(replica.id, plan)
             for sample, tokens, logprobs in zip(self.scheduler.samples_of(replica.id, plan), result.token_ids,
                                                 result.logprobs):
@@ -214,8 +221,10 @@ class Gateway:
     async def _recover(self, replica: Replica, exc: Exception) -> None:
         cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the worker's own exception
         message = f"model worker failed during a step ({type(cause).__name__}: {_first_line(cause)})"
+        self.metrics.worker_restart(replica.id)
         for state in self.scheduler.failed_call(replica.id):
-            log.error("replica %s: ending the request that failed the worker again when run alone", replica.id)
+            log.error("replica %s: ending the request that failed the worker again when run alone", replica.id,
+                      extra={"request_id": state.request_id})
             state.sink.fail(WorkerUnavailable(f"{message}; this request failed the worker again when retried alone, "
                                               f"so it was ended"))
             self.scheduler.cancel(state)
@@ -253,7 +262,8 @@ class Gateway:
                     continue
                 since = full_since.setdefault(key, now)
                 if now - since >= self.settings.stream_stall_s:
-                    log.warning("ending a request whose client read nothing for %.0f s", now - since)
+                    log.warning("ending a request whose client read nothing for %.0f s", now - since,
+                                extra={"request_id": state.request_id})
                     self.scheduler.cancel(state)
                     state.sink.fail(StreamStalled(f"the client read nothing for {self.settings.stream_stall_s:g} s "
                                                   f"while its stream buffer was full, so the server ended the "

@@ -11,7 +11,8 @@ import asyncio
 import gc
 import logging
 import signal
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,7 +23,8 @@ from diffamp.v1 import diffamp_pb2, diffamp_pb2_grpc
 from .config import ServerConfig, parse_replicas
 from .engine.lora import check_base
 from .gateway import Gateway, GatewaySettings
-from .interceptors import BearerTokenInterceptor, DecodeGuardInterceptor
+from .interceptors import BearerTokenInterceptor, CallInterceptor, DecodeGuardInterceptor
+from .metrics import NO_METRICS, Metrics
 from .replica import RayPlacement
 from .replicas import ReplicaManager
 from .request import Limits
@@ -46,15 +48,25 @@ class RunningServer:
     replicas: ReplicaManager
     port: int
     config: ServerConfig
-    tasks: list[asyncio.Task]
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    metrics: Metrics = field(default=NO_METRICS)
+    metrics_port: int = 0
 
     async def stop(self, grace_s: float | None = None) -> None:
         grace = self.config.drain_seconds if grace_s is None else grace_s
+        started = time.monotonic()
+        scheduler = self.gateway.scheduler
+        log.info("shutting down: draining for up to %.0f s", grace, extra={"fields": {
+            "event": "shutdown_started", "drain_s": grace, "live_sequences": scheduler.live_sequences,
+            "queued_sequences": scheduler.queued_sequences}})
         for task in self.tasks:
             task.cancel()
         await self.gateway.drain(grace)
         await self.server.stop(1.0)
         self.gateway.shutdown_replicas()
+        self.metrics.stop()
+        log.info("shut down in %.1f s", time.monotonic() - started, extra={"fields": {
+            "event": "shutdown_complete", "seconds": round(time.monotonic() - started, 3)}})
 
 
 def _health_reporter(health_servicer):
@@ -67,7 +79,22 @@ def _health_reporter(health_servicer):
 
 async def start_server(config: ServerConfig) -> RunningServer:
     """Load tokenizers, start the workers and the gRPC server. Returns once it is serving."""
-    log.info("configuration: %s", config.redacted())
+    started = time.monotonic()
+    log.info("configuration", extra={"fields": {"event": "configuration", "config": config.redacted()}})
+    metrics, metrics_port = NO_METRICS, 0
+    if config.metrics_port:  # first, so a taken port fails before the models load, and scrapes see the start
+        metrics = Metrics()
+        metrics_port = metrics.serve(config.host, config.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", config.host, metrics_port,
+                 extra={"fields": {"event": "metrics_started", "metrics_port": metrics_port}})
+    try:
+        return await _start(config, started, metrics, metrics_port)
+    except BaseException:
+        metrics.stop()
+        raise
+
+
+async def _start(config: ServerConfig, started: float, metrics, metrics_port: int) -> RunningServer:
     after_src, before_src = model_sources(config)
     before_cfg = model_config(before_src)
     after_cfg = before_cfg if config.lora else model_config(after_src)
@@ -97,10 +124,12 @@ async def start_server(config: ServerConfig) -> RunningServer:
         max_queued=config.max_queued, decode_steps=config.decode_steps,
         stream_buffer_bytes=int(config.stream_buffer_mb * 2**20), stream_stall_s=config.stream_stall_seconds),
         on_health_change=_health_reporter(health_servicer))
+    gateway.metrics = metrics
+    metrics.watch(gateway, kv_bytes_per_slot=kv.bytes_per_slot, kv_positions_per_slot=kv.max_seq_len)
     replicas = ReplicaManager(gateway, spec, where, drain_s=config.drain_seconds)
     await replicas.scale_to(parse_replicas(config.replicas))
     tasks = [asyncio.get_running_loop().create_task(replicas.follow_cluster(), name="diffamp-follow-cluster")]
-    server = _grpc_server(config, gateway, replicas, health_servicer)
+    server = _grpc_server(config, gateway, replicas, health_servicer, metrics)
     address = f"{config.host}:{config.port}"
     if config.tls_cert:
         with open(config.tls_key, "rb") as k, open(config.tls_cert, "rb") as c:
@@ -117,15 +146,23 @@ async def start_server(config: ServerConfig) -> RunningServer:
     gc.collect()
     gc.freeze()
     log.info("diffamp serving on %s:%d (%s, tls %s, auth %s)", config.host, port, placement,
-             "on" if config.tls_cert else "off", "on" if config.auth_token else "off")
-    return RunningServer(server, gateway, replicas, port, config, tasks)
+             "on" if config.tls_cert else "off", "on" if config.auth_token else "off", extra={"fields": {
+                 "event": "startup", "host": config.host, "port": port, "metrics_port": metrics_port,
+                 "placement": placement, "device": device, "replicas": len(gateway.replicas), "kv_slots": kv.slots,
+                 "max_seq_len": kv.max_seq_len, "kv_cache_bytes": kv.total_bytes, "tls": bool(config.tls_cert),
+                 "auth": bool(config.auth_token), "startup_s": round(time.monotonic() - started, 3)}})
+    return RunningServer(server, gateway, replicas, port, config, tasks, metrics, metrics_port)
 
 
-def _grpc_server(config: ServerConfig, gateway: Gateway, replicas: ReplicaManager, health_servicer) -> grpc.aio.Server:
+def _grpc_server(config: ServerConfig, gateway: Gateway, replicas: ReplicaManager, health_servicer,
+                 metrics=NO_METRICS) -> grpc.aio.Server:
     options = [("grpc.max_receive_message_length", config.max_message_bytes),
                ("grpc.max_send_message_length", config.max_message_bytes),
                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION)]
-    interceptors = [BearerTokenInterceptor(config.auth_token)] if config.auth_token else []
+    # The call interceptor first: it sees every RPC, one refused for its token included.
+    interceptors = [CallInterceptor(metrics, config.log_prompts)]
+    if config.auth_token:
+        interceptors.append(BearerTokenInterceptor(config.auth_token))
     interceptors.append(DecodeGuardInterceptor())
     server = grpc.aio.server(options=options, interceptors=interceptors)
     diffamp_pb2_grpc.add_AmplificationServiceServicer_to_server(
@@ -143,7 +180,7 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"diffamp serving on {config.host}:{running.port}", flush=True)
+    if config.log_format == "text":  # in json, stdout carries log objects only (the startup event says as much)
+        print(f"diffamp serving on {config.host}:{running.port}", flush=True)
     await stop.wait()
-    log.info("shutting down: draining for up to %.0f s", config.drain_seconds)
     await running.stop()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
+from time import perf_counter
 
 from .errors import Overloaded
 from .events import EventSink
@@ -71,6 +72,8 @@ class RequestState:
         self.released = 0
         self.failures = 0
         self.suspect = False
+        self.request_id = ""  # the RPC's, for logs (calls.py)
+        self.admitted_at: float | None = None  # perf_counter time its first sample got a row
 
     @property
     def n(self) -> int:
@@ -312,6 +315,8 @@ class Scheduler:
         rows = self.rows[replica]
         groups: list[list[Sample]] = []
         for state, count in picks.items():
+            if state.admitted_at is None:
+                state.admitted_at = perf_counter()
             while count and state.resume:
                 groups.append([state.resume.popleft()])
                 count -= 1

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 from .config import ServerConfig, build_parser
 from .lifecycle import serve
+from .logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = ServerConfig.from_env(**vars(args))
+        setup_logging(config.log_format)
         asyncio.run(serve(config))
     except (ValueError, OSError) as exc:
         print(f"diffamp serve: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ from diffamp.common.sweep import SummaryRow, SweepRecord
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp.v1 import diffamp_pb2_grpc
 
+from .calls import current_call
 from .errors import InvalidArgument
 from .events import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING, SampleEvent
 from .gateway import Gateway, ServerInfo
@@ -107,14 +108,20 @@ class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
 
     @grpc_errors
     async def Generate(self, request, context):
+        call = current_call()
+        call.note_prompt(request.prompt)
         inp = generate_input(request, self.gateway.limits.max_seq_len)
         async for event in self.gateway.generate(inp, client_key(context)):
+            call.event(event)
             await context.write(self._generate_response(event))
 
     @grpc_errors
     async def Compare(self, request, context):
+        call = current_call()
+        call.note_prompt(request.prompt)
         inp = compare_input(request, self.gateway.limits.max_seq_len)
         async for label, event in self.gateway.compare(inp, client_key(context)):
+            call.event(event)
             await context.write(pb.CompareResponse(
                 model=COMPARE_MODELS[label], text=event.text, token_ids=event.token_ids,
                 finish_reason=FINISH_REASONS.get(event.finish_reason, pb.FINISH_REASON_UNSPECIFIED),
@@ -125,7 +132,10 @@ class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):
         self.gateway.check_admitting()
         inp = await sweep_input(request, self.gateway.limits.max_seq_len)
         plan = await validate_sweep(inp, self.gateway.limits, self.max_message_bytes)
+        call = current_call()
         async for item in run_sweep(self.gateway, plan, client_key(context)):
+            if isinstance(item, SweepRecord):
+                call.sweep_record(item)
             await context.write(_sweep_response(item))
 
     @grpc_errors

@@ -11,6 +11,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from .calls import REQUEST_ID_KEY, current_call
 from .errors import DiffampError, InvalidArgument, Overloaded, ShuttingDown, StreamStalled, WorkerUnavailable
 from .interceptors import Undecodable
 
@@ -45,8 +46,15 @@ def grpc_errors(method):
     client-facing codes; anything else is a bug and answers INTERNAL, logged with its traceback."""
 
     async def abort(context, exc: Exception):
+        call = current_call()
+        call.failed(exc)
         if isinstance(exc, DiffampError):
-            await context.abort_with_status(to_status(exc))
+            status = to_status(exc)
+            # abort replaces the trailing metadata set earlier: the request id goes in again beside the details
+            trailing = tuple(status.trailing_metadata)
+            if call.id:
+                trailing += ((REQUEST_ID_KEY, call.id),)
+            await context.abort(status.code, status.details, trailing)
         log.error("unexpected error in %s", method.__name__, exc_info=exc)
         await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
 

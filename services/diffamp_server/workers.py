@@ -68,6 +68,11 @@ def _prepare_process(spec: WorkerSpec) -> None:
     _set_threads(spec)
     if spec.compile_cache_dir:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = spec.compile_cache_dir
+    # Ray forwards a worker's output to the gateway's log; progress bars there would break its lines.
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
 
 def _set_threads(spec: WorkerSpec) -> None:
