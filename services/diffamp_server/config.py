@@ -32,6 +32,10 @@ class ServerConfig:
                        "help": "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"})
     host: str = field(default="127.0.0.1", metadata={"env": "HOST", "help": "address to bind"})
     port: int = field(default=50051, metadata={"env": "PORT", "help": "gRPC port (0 picks a free one)"})
+    http_port: int = field(default=-1, metadata={
+        "env": "DIFFAMP_HTTP_PORT",
+        "help": "serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health) "
+                "on this port, same host, token and TLS as gRPC (-1: off, the default; 0 picks a free one)"})
     placement: str = field(default="auto", metadata={"env": "DIFFAMP_PLACEMENT",
                            "help": "auto, colocated (one actor, both models) or split (one actor per model)"})
     ray_address: str = field(default="", metadata={"env": "RAY_ADDRESS",
@@ -115,6 +119,10 @@ class ServerConfig:
             raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}; got {self.placement!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in [0, 65535]; got {self.port}")
+        if not -1 <= self.http_port <= 65535:
+            raise ValueError(f"http_port must be in [0, 65535], or -1 for off; got {self.http_port}")
+        if self.http_port > 0 and self.http_port == self.port:
+            raise ValueError(f"http_port and port must differ; both are {self.port}")
         for name in ("max_batch_size", "decode_steps", "max_seq_len", "max_n", "max_sweep_samples", "max_queued",
                      "max_message_bytes"):
             if getattr(self, name) < 1:

@@ -2,7 +2,8 @@
 
 Lifecycle as in grpc's own examples: grpc.aio server with reflection and the standard health service;
 on SIGTERM or SIGINT, stop admitting, report NOT_SERVING, let streams finish within the drain period,
-end the rest with UNAVAILABLE, and exit 0.
+end the rest with UNAVAILABLE, and exit 0. With --http-port, the OpenAI-compatible HTTP API (openai_api/)
+runs in the same event loop on the same gateway, and stops after the same drain.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import gc
 import logging
 import signal
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -29,6 +31,9 @@ from .servicer import AmplificationServicer
 from .tokenizer_pair import TokenizerPair
 from .workers import WorkerSpec
 
+if TYPE_CHECKING:
+    from .openai_api.server import HttpServer
+
 log = logging.getLogger("diffamp")
 MAX_STREAMS_PER_CONNECTION = 256
 """A stream whose client stopped reading keeps one pending message until the client reads or leaves; this
@@ -42,11 +47,18 @@ class RunningServer:
     gateway: Gateway
     port: int
     config: ServerConfig
+    http: HttpServer | None = None
+
+    @property
+    def http_port(self) -> int | None:
+        """The OpenAI-compatible HTTP API's bound port; None when it is off."""
+        return self.http.port if self.http else None
 
     async def stop(self, grace_s: float | None = None) -> None:
+        """Drain (both APIs answer 503 to new requests meanwhile), then close both servers."""
         grace = self.config.drain_seconds if grace_s is None else grace_s
         await self.gateway.drain(grace)
-        await self.server.stop(1.0)
+        await asyncio.gather(self.server.stop(1.0), *([self.http.stop()] if self.http else []))
         self.gateway.shutdown_replicas()
 
 
@@ -95,6 +107,13 @@ async def start_server(config: ServerConfig) -> RunningServer:
     else:
         port = server.add_insecure_port(address)
     await server.start()
+    try:
+        http = await _http_server(config, gateway) if config.http_port >= 0 else None
+    except BaseException:
+        await server.stop(0)
+        await gateway.drain(0)
+        gateway.shutdown_replicas()
+        raise
     # "liveness" stays SERVING while the process answers, so a liveness probe never kills a gateway that is
     # only waiting for a worker to restart.
     await health_servicer.set("liveness", health_pb2.HealthCheckResponse.SERVING)
@@ -105,7 +124,21 @@ async def start_server(config: ServerConfig) -> RunningServer:
     gc.freeze()
     log.info("diffamp serving on %s:%d (%s, tls %s, auth %s)", config.host, port, placement,
              "on" if config.tls_cert else "off", "on" if config.auth_token else "off")
-    return RunningServer(server, gateway, port, config)
+    if http:
+        log.info("OpenAI-compatible HTTP API on %s://%s:%d/v1", "https" if config.tls_cert else "http", config.host,
+                 http.port)
+    return RunningServer(server, gateway, port, config, http)
+
+
+async def _http_server(config: ServerConfig, gateway: Gateway) -> HttpServer:
+    """The OpenAI-compatible API (openai_api/), imported only when it is on."""
+    from .openai_api.app import ApiSettings
+    from .openai_api.server import start_http
+
+    settings = ApiSettings(auth_token=config.auth_token, max_body_bytes=config.max_message_bytes,
+                           after_model=config.after, before_model=config.before)
+    return await start_http(gateway, settings, host=config.host, port=config.http_port, tls_cert=config.tls_cert,
+                            tls_key=config.tls_key)
 
 
 def _grpc_server(config: ServerConfig, gateway: Gateway, health_servicer) -> grpc.aio.Server:
@@ -129,6 +162,8 @@ async def serve(config: ServerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"diffamp serving on {config.host}:{running.port}", flush=True)
+    if running.http:
+        print(f"OpenAI-compatible HTTP API on {config.host}:{running.http_port}", flush=True)
     await stop.wait()
     log.info("shutting down: draining for up to %.0f s", config.drain_seconds)
     await running.stop()
