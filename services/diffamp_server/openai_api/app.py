@@ -30,8 +30,9 @@ from diffamp.common.defaults import GENERATE
 from ..gateway import Gateway
 from . import names
 from .errors import HttpError, ParamNames, body, from_domain, headers, sse_event
+from .token_bytes import token_bytes_fn
 from .schemas import ChatRequest, CompletionRequest, unsupported_fields
-from .translate import ChatOutput, CompletionOutput, Output, Translated, chat_input, completion_input
+from .translate import ChatOutput, CompletionOutput, Output, chat_input, completion_input, param_names
 
 OPEN_PATHS = ("/health",)
 """Paths that answer without the bearer token: only health, as with gRPC."""
@@ -168,7 +169,9 @@ class Api:
         self.gateway = gateway
         self.settings = settings
         self.created = int(time.time())
-        self.token_text = functools.lru_cache(maxsize=TOKEN_TEXT_CACHE)(gateway.tokenizers.token_text)
+        cache = functools.lru_cache(maxsize=TOKEN_TEXT_CACHE)
+        self.token_text = cache(gateway.tokenizers.token_text)
+        self.token_bytes = cache(token_bytes_fn(gateway.tokenizers.after, self.token_text))
 
     # -- generation ------------------------------------------------------------------------------------------
     async def chat(self, request: Request) -> Response:
@@ -176,7 +179,9 @@ class Api:
             req = await parse(request, ChatRequest, self.settings.max_body_bytes)
         except HttpError as exc:
             return error_response(exc)
-        output = ChatOutput(model=req.model, token_text=self.token_text, logprobs=bool(req.logprobs))
+        output = ChatOutput(model=req.model, token_text=self.token_text, token_bytes=self.token_bytes,
+                            logprobs=bool(req.logprobs),
+                            token_ids=bool(req.return_token_ids))
         return await self._generate(request, req, chat_input, output, opening=req.n or 1)
 
     async def completions(self, request: Request) -> Response:
@@ -184,16 +189,18 @@ class Api:
             req = await parse(request, CompletionRequest, self.settings.max_body_bytes)
         except HttpError as exc:
             return error_response(exc)
-        output = CompletionOutput(model=req.model, token_text=self.token_text, logprobs=req.logprobs is not None)
+        output = CompletionOutput(model=req.model, token_text=self.token_text, token_bytes=self.token_bytes,
+                                  logprobs=req.logprobs is not None,
+                                  token_ids=bool(req.return_token_ids))
         return await self._generate(request, req, completion_input, output, opening=0)
 
     async def _generate(self, request: Request, req, translate, output: Output, opening: int) -> Response:
         params: ParamNames | None = None
         events = None
         try:
-            t: Translated = translate(req, names.alpha_of(req.model))
-            params = t.params
-            events = self.gateway.generate(t.inp, client_key(request))
+            name_alpha = names.alpha_of(req.model)
+            params = param_names(req, name_alpha)
+            events = self.gateway.generate(translate(req, name_alpha), client_key(request))
             if not req.stream:
                 await until_disconnected(request.receive, self._collect(events, output))
                 return JSONResponse(output.whole())

@@ -44,6 +44,7 @@ class Common(_Body):
     alpha: float | None = None
     top_k: int | None = None
     min_tokens: int | None = None
+    return_token_ids: bool | None = False
     # OpenAI fields diffamp does not honour: refused unless at their no-op value (unsupported_fields)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None

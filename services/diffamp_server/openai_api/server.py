@@ -19,7 +19,7 @@ from .app import ApiSettings, build_app
 
 log = logging.getLogger(__name__)
 KEEP_ALIVE_S = 30
-CLOSE_TIMEOUT_S = 5
+CLOSE_TIMEOUT_S = 2
 
 
 class _Server(uvicorn.Server):
@@ -48,8 +48,14 @@ class HttpServer:
         self.port = port
 
     async def stop(self) -> None:
-        """Stop accepting, close idle connections, give open responses CLOSE_TIMEOUT_S (the gateway has drained
-        by now, so streams have ended), then cancel what is left."""
+        """Stop accepting and close the connections. The gateway has drained by now, so streams have ended; idle
+        keep-alive connections are cut rather than closed politely (a TLS close waits for the client's reply,
+        which an idle client never sends), and anything still open gets CLOSE_TIMEOUT_S."""
+        for connection in list(self.server.server_state.connections):
+            cycle = getattr(connection, "cycle", None)
+            transport = getattr(connection, "transport", None)
+            if transport is not None and (cycle is None or cycle.response_complete):
+                transport.abort()
         self.server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(self.task), CLOSE_TIMEOUT_S + 2)

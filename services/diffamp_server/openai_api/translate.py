@@ -9,6 +9,9 @@ diffamp sample i, so a seed gives the same tokens as gRPC's Generate with that s
 Two values mean "unset" to the domain but not to OpenAI: n = 0 and max_tokens = 0. They are refused here,
 with the domain's wording; every other value goes through as sent and request.py judges it.
 
+Extra body field `return_token_ids: true` (as vLLM names it) adds each choice's sampled `token_ids` (per chunk
+while streaming), end-of-sequence token included.
+
 Logprobs: `logprob` and `top_logprobs` are the amplified distribution's (before temperature and filters),
 as gRPC's TokenLogprobs.amplified; each token also carries `diffamp` = {after, before, sampled,
 kl_after_before}. The end-of-sequence token a sample stopped on is listed too (its text is not in the
@@ -33,12 +36,7 @@ FINISH_REASONS = {FINISH_STOP: "stop", FINISH_STOP_STRING: "stop", FINISH_LENGTH
 ROLE_ALIASES = {"developer": "system"}
 
 TokenText = Callable[[int], str]
-
-
-@dataclass(frozen=True)
-class Translated:
-    inp: GenerateInput
-    params: ParamNames
+TokenBytes = Callable[[int], bytes]
 
 
 # -- requests ------------------------------------------------------------------------------------------------
@@ -75,30 +73,32 @@ def _content(i: int, content) -> str:
     return "\n".join(texts)
 
 
-def chat_input(req: ChatRequest, name_alpha: float | None) -> Translated:
-    max_field = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
-    params = ParamNames(chat=True, max_tokens_field=max_field, alpha_in_model=req.alpha is None and name_alpha is not None)
+def param_names(req: Common, name_alpha: float | None) -> ParamNames:
+    """How this request's fields are named in errors."""
+    chat = isinstance(req, ChatRequest)
+    max_field = "max_completion_tokens" if chat and req.max_completion_tokens is not None else "max_tokens"
+    return ParamNames(chat=chat, max_tokens_field=max_field, alpha_in_model=req.alpha is None and name_alpha is not None)
+
+
+def chat_input(req: ChatRequest, name_alpha: float | None) -> GenerateInput:
     if req.top_logprobs and not req.logprobs:
         raise InvalidArgument("logprobs", "top_logprobs needs logprobs: true")
     messages = tuple((ROLE_ALIASES.get(m.role, m.role), _content(i, m.content)) for i, m in enumerate(req.messages))
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
-    inp = GenerateInput(prompt=PromptInput(messages=messages), sampling=_sampling(req, max_tokens),
-                        alpha=_alpha(req, name_alpha), n=_n(req), seed=req.seed,
-                        logprobs=(req.top_logprobs or 0) if req.logprobs else None)
-    return Translated(inp, params)
+    return GenerateInput(prompt=PromptInput(messages=messages), sampling=_sampling(req, max_tokens),
+                         alpha=_alpha(req, name_alpha), n=_n(req), seed=req.seed,
+                         logprobs=(req.top_logprobs or 0) if req.logprobs else None)
 
 
-def completion_input(req: CompletionRequest, name_alpha: float | None) -> Translated:
-    params = ParamNames(chat=False, alpha_in_model=req.alpha is None and name_alpha is not None)
+def completion_input(req: CompletionRequest, name_alpha: float | None) -> GenerateInput:
     prompt = req.prompt
     if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
         if len(prompt) > 1:
             raise InvalidArgument("prompt", f"a batch of {len(prompt)} prompts; send one prompt per request")
         prompt = prompt[0]
     source = PromptInput(text=prompt, raw=True) if isinstance(prompt, str) else PromptInput(token_ids=tuple(prompt))
-    inp = GenerateInput(prompt=source, sampling=_sampling(req, req.max_tokens),
-                        alpha=_alpha(req, name_alpha), n=_n(req), seed=req.seed, logprobs=req.logprobs)
-    return Translated(inp, params)
+    return GenerateInput(prompt=source, sampling=_sampling(req, req.max_tokens), alpha=_alpha(req, name_alpha),
+                         n=_n(req), seed=req.seed, logprobs=req.logprobs)
 
 
 # -- responses -----------------------------------------------------------------------------------------------
@@ -111,6 +111,7 @@ class Choice:
     """One sample as it grows, for a whole (non-streamed) response."""
 
     text: list[str] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
     logprobs: list = field(default_factory=list)
     finish_reason: str | None = None
 
@@ -122,12 +123,15 @@ class Output:
     object_chunk: str
     id_prefix: str
 
-    def __init__(self, *, model: str, token_text: TokenText, logprobs: bool):
+    def __init__(self, *, model: str, token_text: TokenText, token_bytes: TokenBytes, logprobs: bool,
+                 token_ids: bool = False):
         self.id = self.id_prefix + secrets.token_hex(12)
         self.created = int(time.time())
         self.model = model
         self.token_text = token_text
+        self.token_bytes = token_bytes
         self.with_logprobs = logprobs
+        self.with_token_ids = token_ids
         self.choices: dict[int, Choice] = {}
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -151,6 +155,7 @@ class Output:
         self._count(event)
         choice = self.choices.setdefault(event.index, Choice())
         choice.text.append(event.text)
+        choice.token_ids += event.token_ids
         if self.with_logprobs:
             choice.logprobs.append(self._logprobs(event))
         if event.finish_reason:
@@ -158,7 +163,8 @@ class Output:
 
     def whole(self) -> dict:
         out = self._head(self.object_whole)
-        out["choices"] = [self._whole_choice(i, c) for i, c in sorted(self.choices.items())]
+        out["choices"] = [self._with_ids(self._whole_choice(i, c), c.token_ids)
+                          for i, c in sorted(self.choices.items())]
         out["usage"] = self.usage()
         out["system_fingerprint"] = None
         out["seed"] = self.seed
@@ -167,11 +173,16 @@ class Output:
     def chunk(self, event: SampleEvent) -> dict | None:
         """The chunk for one event; None when it carries nothing a client would see."""
         self._count(event)
-        if not (event.text or event.finish_reason or (self.with_logprobs and event.token_ids)):
+        if not (event.text or event.finish_reason or ((self.with_logprobs or self.with_token_ids) and event.token_ids)):
             return None
         out = self._head(self.object_chunk)
-        out["choices"] = [self._chunk_choice(event)]
+        out["choices"] = [self._with_ids(self._chunk_choice(event), event.token_ids)]
         return out
+
+    def _with_ids(self, choice: dict, token_ids: list[int]) -> dict:
+        if self.with_token_ids:
+            choice["token_ids"] = list(token_ids)
+        return choice
 
     def usage_chunk(self) -> dict:
         out = self._head(self.object_chunk)
@@ -204,13 +215,10 @@ class ChatOutput(Output):
         return chunks
 
     def _token(self, token_id: int, lp: TokenLogprobs) -> dict:
-        text = self.token_text(token_id)
-        top = []
-        for i, v in zip(lp.top_ids, lp.top_logprobs):
-            t = self.token_text(i)
-            top.append({"token": t, "logprob": v, "bytes": list(t.encode())})
-        return {"token": text, "logprob": lp.amplified, "bytes": list(text.encode()), "top_logprobs": top,
-                "diffamp": _extras(lp)}
+        top = [{"token": self.token_text(i), "logprob": v, "bytes": list(self.token_bytes(i))}
+               for i, v in zip(lp.top_ids, lp.top_logprobs)]
+        return {"token": self.token_text(token_id), "logprob": lp.amplified, "bytes": list(self.token_bytes(token_id)),
+                "top_logprobs": top, "diffamp": _extras(lp)}
 
     def _logprobs(self, event: SampleEvent) -> list[dict]:
         return [self._token(t, lp) for t, lp in zip(event.token_ids, event.logprobs)]
