@@ -4,6 +4,7 @@ alpha from the body and from the model name, the same tokens as gRPC for a seed,
 
 import json
 import math
+import socket
 import ssl
 import threading
 import time
@@ -23,6 +24,9 @@ from service import collect, request
 
 TOKEN = "open-sesame"
 MAX_BATCH, MAX_QUEUED = 8, 16
+BUFFER_MB = 0.25
+MAX_SEQ_LEN = 128
+MAX_LOGPROBS = 100
 QUESTION = [{"role": "user", "content": "hello world"}]
 
 
@@ -35,8 +39,9 @@ def certs(tmp_path_factory):
 def server(ray_cluster, llama_pair, certs):
     after, before = llama_pair
     config = ServerConfig(after=str(after), before=str(before), port=0, http_port=0, max_batch_size=MAX_BATCH,
-                          max_queued=MAX_QUEUED, max_seq_len=128, max_n=64, worker_cpus=1, auth_token=TOKEN,
-                          tls_cert=str(certs["cert"]), tls_key=str(certs["key"]))
+                          max_queued=MAX_QUEUED, max_seq_len=MAX_SEQ_LEN, max_n=64, worker_cpus=1, auth_token=TOKEN,
+                          tls_cert=str(certs["cert"]), tls_key=str(certs["key"]), stream_buffer_mb=BUFFER_MB,
+                          max_logprobs=MAX_LOGPROBS)
     srv = BackgroundServer(config)
     yield srv
     srv.stop()
@@ -246,10 +251,10 @@ def test_models_list_the_pair_and_a_name_may_carry_alpha(oai, llama_pair):
     ({"n": 0}, "n"),
     ({"n": 65}, "n"),
     ({"max_tokens": 0}, "max_tokens"),
-    ({"max_completion_tokens": 500}, "max_completion_tokens"),
+    ({"max_completion_tokens": MAX_SEQ_LEN}, "max_completion_tokens"),
     ({"seed": -1}, "seed"),
     ({"stop": ["x" * 100]}, "stop[0]"),
-    ({"logprobs": True, "top_logprobs": 99}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": MAX_LOGPROBS + 1}, "top_logprobs"),
     ({"top_logprobs": 2}, "top_logprobs"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
     ({"messages": [{"role": "user", "content": ""}]}, "messages[0].content"),
@@ -336,6 +341,41 @@ def test_a_client_that_leaves_mid_stream_frees_its_rows(oai, server):
     while (scheduler.live_sequences or scheduler.queued_sequences) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert scheduler.live_sequences == 0 and scheduler.queued_sequences == 0
+
+
+def test_a_client_that_stops_reading_pauses_its_samples_within_the_gateway_buffer(server, certs):
+    """The HTTP side adds no buffer of its own: uvicorn's send waits for the socket, so the gateway's bounded
+    stream buffer fills and the scheduler stops advancing the request. 24 samples x 100 tokens with 100 top
+    logprobs are about 14 MB of events, far more than the socket buffers (about 4 MB here) hold."""
+    gateway = server.running.gateway
+    body = json.dumps({"model": "diffamp", "messages": QUESTION, "n": MAX_BATCH + MAX_QUEUED, "max_tokens": 100,
+                       "min_tokens": 100, "logprobs": True, "top_logprobs": MAX_LOGPROBS,
+                       "stream": True}).encode()
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    raw.connect(("127.0.0.1", server.running.http_port))
+    conn = ssl.create_default_context(cafile=str(certs["ca"])).wrap_socket(raw, server_hostname="127.0.0.1")
+    conn.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
+                 + f"authorization: Bearer {TOKEN}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+    try:
+        deadline = time.monotonic() + 30
+        states = []
+        while not (states and states[0].sink.full) and time.monotonic() < deadline:
+            states = gateway.scheduler.live_requests()
+            time.sleep(0.05)
+        [state] = states
+        assert state.sink.full and not state.finished
+        calls = gateway.calls
+        time.sleep(1.0)
+        assert gateway.calls == calls and not state.finished  # paused: no worker call advanced it
+        one_call = MAX_BATCH * server.config.decode_steps * (64 + 48 + 32 * MAX_LOGPROBS)  # streams.event_bytes
+        assert state.sink.bytes < BUFFER_MB * 2**20 + one_call  # the limit, passed by at most one worker call
+    finally:
+        conn.close()
+    deadline = time.monotonic() + 10
+    while gateway.scheduler.live_requests() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not gateway.scheduler.live_requests()
 
 
 def test_draining_answers_503_and_lets_streams_finish(oai, server, base_url, certs):
