@@ -152,7 +152,8 @@ def test_same_seed_same_tokens_as_grpc(oai, grpc_stub):
     grpc_chat = collect(grpc_stub.Generate(request(prompt="", messages=[("user", "hello world")], n=3, alpha=1.5,
                                                    **settings)))
     http_chat = oai.chat.completions.create(model="diffamp", messages=QUESTION, n=3, seed=1234, temperature=1.0,
-                                            top_p=0.9, max_tokens=16, extra_body={"alpha": 1.5, "return_token_ids": True})
+                                            top_p=0.9, max_tokens=16,
+                                            extra_body={"alpha": 1.5, "return_token_ids": True})
     for c in http_chat.choices:
         assert c.model_extra["token_ids"] == grpc_chat[c.index]["token_ids"]
         assert c.message.content == grpc_chat[c.index]["text"]
@@ -305,7 +306,8 @@ def test_a_missing_or_wrong_token_is_401_and_health_stays_open(base_url, certs, 
 def test_bad_json_and_unknown_paths_get_openai_error_bodies(base_url, certs):
     status, _, text = _raw(base_url, certs, "/v1/embeddings", {"model": "diffamp"})
     assert status == 404 and json.loads(text)["error"]["code"] == "not_found"
-    req = urllib.request.Request(base_url + "/v1/completions", data=b"{nope", headers={"authorization": f"Bearer {TOKEN}"})
+    req = urllib.request.Request(base_url + "/v1/completions", data=b"{nope",
+                                 headers={"authorization": f"Bearer {TOKEN}"})
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, context=ssl.create_default_context(cafile=str(certs["ca"])))
     assert info.value.code == 400 and "not valid JSON" in json.loads(info.value.read())["error"]["message"]

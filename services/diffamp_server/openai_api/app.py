@@ -159,7 +159,8 @@ async def parse(request: Request, model: type[BaseModel], limit: int):
         first = exc.errors()[0]
         param = _param(first["loc"])
         raise HttpError(400, f"{param or 'body'}: {first['msg']}", param=param, code="invalid_type") from None
-    for field, why in unsupported_fields(req):
+    if unsupported := unsupported_fields(req):
+        field, why = unsupported[0]
         raise HttpError(400, f"{field}: {why}", param=field, code="unsupported_parameter")
     return req
 
@@ -245,7 +246,8 @@ class Api:
     # -- the rest --------------------------------------------------------------------------------------------
     def _model(self, name: str, alpha: float | None) -> dict:
         return {"id": name, "object": "model", "created": self.created, "owned_by": "diffamp",
-                "alpha": GENERATE.alpha if alpha is None else alpha, "alpha_from": "request" if alpha is None else "name",
+                "alpha": GENERATE.alpha if alpha is None else alpha,
+                "alpha_from": "request" if alpha is None else "name",
                 "after": self.settings.after_model, "before": self.settings.before_model,
                 "max_model_len": self.gateway.limits.max_seq_len}
 

@@ -14,12 +14,14 @@ while streaming), end-of-sequence token included.
 
 Logprobs: `logprob` and `top_logprobs` are the amplified distribution's (before temperature and filters),
 as gRPC's TokenLogprobs.amplified; each token also carries `diffamp` = {after, before, sampled,
-kl_after_before}. The end-of-sequence token a sample stopped on is listed too (its text is not in the
-content), so a completion's log-probability sums over every sampled token.
+kl_after_before}; a log-probability of -inf is sent as -9999. The end-of-sequence token a sample stopped on
+is listed too (its text is not in the content), so a completion's log-probability sums over every sampled
+token.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -77,7 +79,8 @@ def param_names(req: Common, name_alpha: float | None) -> ParamNames:
     """How this request's fields are named in errors."""
     chat = isinstance(req, ChatRequest)
     max_field = "max_completion_tokens" if chat and req.max_completion_tokens is not None else "max_tokens"
-    return ParamNames(chat=chat, max_tokens_field=max_field, alpha_in_model=req.alpha is None and name_alpha is not None)
+    return ParamNames(chat=chat, max_tokens_field=max_field,
+                      alpha_in_model=req.alpha is None and name_alpha is not None)
 
 
 def chat_input(req: ChatRequest, name_alpha: float | None) -> GenerateInput:
@@ -102,8 +105,19 @@ def completion_input(req: CompletionRequest, name_alpha: float | None) -> Genera
 
 
 # -- responses -----------------------------------------------------------------------------------------------
+IMPOSSIBLE = -9999.0
+"""What a log-probability of -inf is sent as (as vLLM does): JSON has no infinities."""
+
+
+def _lp(value: float) -> float | None:
+    if math.isfinite(value):
+        return value
+    return IMPOSSIBLE if value < 0 else None
+
+
 def _extras(lp: TokenLogprobs) -> dict:
-    return {"after": lp.after, "before": lp.before, "sampled": lp.sampled, "kl_after_before": lp.kl_after_before}
+    return {"after": _lp(lp.after), "before": _lp(lp.before), "sampled": _lp(lp.sampled),
+            "kl_after_before": _lp(lp.kl_after_before)}
 
 
 @dataclass
@@ -215,9 +229,10 @@ class ChatOutput(Output):
         return chunks
 
     def _token(self, token_id: int, lp: TokenLogprobs) -> dict:
-        top = [{"token": self.token_text(i), "logprob": v, "bytes": list(self.token_bytes(i))}
+        top = [{"token": self.token_text(i), "logprob": _lp(v), "bytes": list(self.token_bytes(i))}
                for i, v in zip(lp.top_ids, lp.top_logprobs)]
-        return {"token": self.token_text(token_id), "logprob": lp.amplified, "bytes": list(self.token_bytes(token_id)),
+        return {"token": self.token_text(token_id), "logprob": _lp(lp.amplified),
+                "bytes": list(self.token_bytes(token_id)),
                 "top_logprobs": top, "diffamp": _extras(lp)}
 
     def _logprobs(self, event: SampleEvent) -> list[dict]:
@@ -251,8 +266,9 @@ class CompletionOutput(Output):
             offset += len(tokens[-1])
         self.offsets[event.index] = offset
         lps = event.logprobs
-        return {"tokens": tokens, "token_logprobs": [lp.amplified for lp in lps],
-                "top_logprobs": [{self.token_text(i): v for i, v in zip(lp.top_ids, lp.top_logprobs)} for lp in lps],
+        return {"tokens": tokens, "token_logprobs": [_lp(lp.amplified) for lp in lps],
+                "top_logprobs": [{self.token_text(i): _lp(v) for i, v in zip(lp.top_ids, lp.top_logprobs)}
+                                 for lp in lps],
                 "text_offset": offsets, "diffamp": [_extras(lp) for lp in lps]}
 
     def _whole_choice(self, index: int, choice: Choice) -> dict:
