@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 
+from starlette.responses import JSONResponse
+
 from ..errors import DiffampError, InvalidArgument, Overloaded, ShuttingDown, StreamStalled, WorkerUnavailable
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,11 @@ def from_domain(exc: Exception, params: ParamNames | None = None) -> HttpError:
         param = (params or ParamNames()).of(exc.field)
         return HttpError(status, f"{param}: {exc.description}", type_, param, "invalid_value")
     return HttpError(status, str(exc), type_, code=exc.reason.lower())
+
+
+def error_response(error: HttpError) -> JSONResponse:
+    return JSONResponse(body(error.message, error.type, error.param, error.code), status_code=error.status,
+                        headers=headers(error))
 
 
 def headers(error: HttpError) -> dict[str, str]:
