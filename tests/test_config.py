@@ -12,11 +12,18 @@ def test_defaults_env_and_flags_in_that_order():
     args = vars(build_parser().parse_args(["--port", "7000", "--after", "x", "--placement", "split"]))
     config = ServerConfig.from_env(env, **args)
     assert (config.after, config.port, config.placement, config.device) == ("x", 7000, "split", "cpu")
+    assert config.http_port == 0 and config.metrics_port == 0  # the HTTP API and the metrics are off unless asked for
+    assert ServerConfig.from_env({"DIFFAMP_HTTP_PORT": "8000"}, **vars(build_parser().parse_args([]))).http_port == 8000
+    assert ServerConfig.from_env({}, **vars(build_parser().parse_args(["--http-port", "8001"]))).http_port == 8001
 
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"placement": "sideways"}, "placement"),
     ({"port": 70000}, "port"),
+    ({"http_port": -1}, "http_port"),
+    ({"http_port": 8000, "port": 8000}, "differ"),
+    ({"http_port": 9090, "metrics_port": 9090}, "differ"),
+    ({"metrics_port": 50051}, "differ"),
     ({"max_batch_size": 0}, "max_batch_size"),
     ({"tls_cert": "cert.pem"}, "TLS"),
 ])

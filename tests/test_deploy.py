@@ -70,6 +70,19 @@ def test_layouts_render_and_validate(layout):
     assert cluster["spec"]["rayVersion"] == ray.__version__
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_service_exposes_the_http_api_where_the_gateway_serves_it(layout):
+    docs = render(ROOT / "k8s" / "overlays" / layout)
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    service = next(d for d in docs if d["kind"] == "Service")
+    cluster = next(d for d in docs if d["kind"] == "RayCluster")
+    gateway = next(c for c in cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"]
+                   if c["name"] == "gateway")
+    ports = {p["name"]: p["containerPort"] for p in gateway["ports"]}
+    http = next(p for p in service["spec"]["ports"] if p["name"] == "http")
+    assert ports[http["targetPort"]] == int(config["DIFFAMP_HTTP_PORT"]) != int(config["PORT"])
+
+
 def test_secret_example_validates():
     [secret] = list(yaml.safe_load_all((ROOT / "k8s" / "secret.example.yaml").read_text()))
     validate([secret])

@@ -38,6 +38,10 @@ class ServerConfig:
                        "help": "auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16"})
     host: str = field(default="127.0.0.1", metadata={"env": "HOST", "help": "address to bind"})
     port: int = field(default=50051, metadata={"env": "PORT", "help": "gRPC port (0 picks a free one)"})
+    http_port: int = field(default=0, metadata={
+        "env": "DIFFAMP_HTTP_PORT",
+        "help": "serve the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health) "
+                "on this port, same host, token and TLS as gRPC (0: off; the k8s manifests use 8000)"})
     placement: str = field(default="auto", metadata={"env": "DIFFAMP_PLACEMENT",
                            "help": "auto, colocated (one actor, both models) or split (one actor per model)"})
     replicas: str = field(default="1", metadata={
@@ -138,10 +142,14 @@ class ServerConfig:
             raise ValueError(f"port must be in [0, 65535]; got {self.port}")
         if not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port must be in [0, 65535] (0: off); got {self.metrics_port}")
-        if self.metrics_port and self.metrics_port == self.port:
-            raise ValueError(f"metrics_port and port are both {self.port}: give the metrics their own port")
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}; got {self.log_format!r}")
+        if not 0 <= self.http_port <= 65535:
+            raise ValueError(f"http_port must be in [0, 65535] (0: off); got {self.http_port}")
+        ports = [p for p in (self.port, self.metrics_port, self.http_port) if p]
+        if len(set(ports)) < len(ports):
+            raise ValueError(f"port, metrics_port and http_port must differ; got {self.port}, {self.metrics_port} "
+                             f"and {self.http_port}")
         for name in ("max_batch_size", "decode_steps", "max_seq_len", "max_n", "max_sweep_samples", "max_queued",
                      "max_message_bytes"):
             if getattr(self, name) < 1:

@@ -2,7 +2,8 @@
 
 Lifecycle as in grpc's own examples: grpc.aio server with reflection and the standard health service;
 on SIGTERM or SIGINT, stop admitting, report NOT_SERVING, let streams finish within the drain period,
-end the rest with UNAVAILABLE, and exit 0.
+end the rest with UNAVAILABLE, and exit 0. With --http-port, the OpenAI-compatible HTTP API (openai_api/)
+runs in the same event loop on the same gateway, and stops after the same drain.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -33,6 +35,9 @@ from .servicer import AdminServicer, AmplificationServicer
 from .tokenizer_pair import TokenizerPair
 from .workers import WorkerSpec
 
+if TYPE_CHECKING:
+    from .openai_api.server import HttpServer
+
 log = logging.getLogger("diffamp")
 MAX_STREAMS_PER_CONNECTION = 256
 """A stream whose client stopped reading keeps one pending message until the client reads or leaves; this
@@ -51,8 +56,15 @@ class RunningServer:
     tasks: list[asyncio.Task] = field(default_factory=list)
     metrics: Metrics = field(default=NO_METRICS)
     metrics_port: int = 0
+    http: HttpServer | None = None
+
+    @property
+    def http_port(self) -> int | None:
+        """The OpenAI-compatible HTTP API's bound port; None when it is off."""
+        return self.http.port if self.http else None
 
     async def stop(self, grace_s: float | None = None) -> None:
+        """Drain (both APIs answer 503 to new requests meanwhile), then close both servers."""
         grace = self.config.drain_seconds if grace_s is None else grace_s
         started = time.monotonic()
         scheduler = self.gateway.scheduler
@@ -62,7 +74,7 @@ class RunningServer:
         for task in self.tasks:
             task.cancel()
         await self.gateway.drain(grace)
-        await self.server.stop(1.0)
+        await asyncio.gather(self.server.stop(1.0), *([self.http.stop()] if self.http else []))
         self.gateway.shutdown_replicas()
         self.metrics.stop()
         log.info("shut down in %.1f s", time.monotonic() - started, extra={"fields": {
@@ -137,6 +149,16 @@ async def _start(config: ServerConfig, started: float, metrics, metrics_port: in
     else:
         port = server.add_insecure_port(address)
     await server.start()
+    try:
+        http = await _http_server(config, gateway) if config.http_port else None
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await server.stop(0)
+        await gateway.drain(0)
+        gateway.shutdown_replicas()
+        metrics.stop()
+        raise
     # "liveness" stays SERVING while the process answers, so a liveness probe never kills a gateway that is
     # only waiting for a worker to restart.
     await health_servicer.set("liveness", health_pb2.HealthCheckResponse.SERVING)
@@ -148,10 +170,25 @@ async def _start(config: ServerConfig, started: float, metrics, metrics_port: in
     log.info("diffamp serving on %s:%d (%s, tls %s, auth %s)", config.host, port, placement,
              "on" if config.tls_cert else "off", "on" if config.auth_token else "off", extra={"fields": {
                  "event": "startup", "host": config.host, "port": port, "metrics_port": metrics_port,
-                 "placement": placement, "device": device, "replicas": len(gateway.replicas), "kv_slots": kv.slots,
-                 "max_seq_len": kv.max_seq_len, "kv_cache_bytes": kv.total_bytes, "tls": bool(config.tls_cert),
-                 "auth": bool(config.auth_token), "startup_s": round(time.monotonic() - started, 3)}})
-    return RunningServer(server, gateway, replicas, port, config, tasks, metrics, metrics_port)
+                 "http_port": http.port if http else None, "placement": placement, "device": device,
+                 "replicas": len(gateway.replicas), "kv_slots": kv.slots, "max_seq_len": kv.max_seq_len,
+                 "kv_cache_bytes": kv.total_bytes, "tls": bool(config.tls_cert), "auth": bool(config.auth_token),
+                 "startup_s": round(time.monotonic() - started, 3)}})
+    if http:
+        log.info("OpenAI-compatible HTTP API on %s://%s:%d/v1", "https" if config.tls_cert else "http", config.host,
+                 http.port)
+    return RunningServer(server, gateway, replicas, port, config, tasks, metrics, metrics_port, http)
+
+
+async def _http_server(config: ServerConfig, gateway: Gateway) -> HttpServer:
+    """The OpenAI-compatible API (openai_api/), imported only when it is on."""
+    from .openai_api.app import ApiSettings
+    from .openai_api.server import start_http
+
+    settings = ApiSettings(auth_token=config.auth_token, max_body_bytes=config.max_message_bytes,
+                           after_model=config.after, before_model=config.before)
+    return await start_http(gateway, settings, host=config.host, port=config.http_port, tls_cert=config.tls_cert,
+                            tls_key=config.tls_key)
 
 
 def _grpc_server(config: ServerConfig, gateway: Gateway, replicas: ReplicaManager, health_servicer,
@@ -182,5 +219,7 @@ async def serve(config: ServerConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     if config.log_format == "text":  # in json, stdout carries log objects only (the startup event says as much)
         print(f"diffamp serving on {config.host}:{running.port}", flush=True)
+        if running.http:
+            print(f"OpenAI-compatible HTTP API on {config.host}:{running.http_port}", flush=True)
     await stop.wait()
     await running.stop()

@@ -36,6 +36,8 @@ class StreamBuffer:
         self.bytes = 0
         self.error: DiffampError | None = None
         self._ready = asyncio.Event()
+        self._paused = False
+        """Set once the buffer was full (the scheduler may have paused the request); cleared by the wake-up."""
 
     @property
     def full(self) -> bool:
@@ -44,6 +46,7 @@ class StreamBuffer:
     def deliver(self, event: SampleEvent) -> None:
         self.items.append(event)
         self.bytes += event_bytes(event)
+        self._paused = self._paused or self.full
         self._ready.set()
 
     def fail(self, error: DiffampError, drop_pending: bool = False) -> None:
@@ -61,9 +64,11 @@ class StreamBuffer:
                 raise self.error
             self._ready.clear()
             await self._ready.wait()
-        was_full = self.full
         event = self.items.popleft()
         self.bytes -= event_bytes(event)
-        if was_full and self.bytes < self.limit_bytes // 2:
+        if self._paused and self.bytes < self.limit_bytes // 2:
+            # Whatever the events' sizes: the pop that leaves the buffer below half is rarely the one that took it
+            # below the limit, and without this wake-up a paused request on an idle server would wait forever.
+            self._paused = False
             self.on_drained()
         return event
