@@ -12,6 +12,9 @@ Steps, each printed as it finishes, then one JSON line (also written to $OUT/gpu
 5. The in-process engine (static, CUDA graphs): start-up and capture time, then 1..256 streams of 32-token
    prompts and 128 new tokens: ms per step, tokens/s and peak memory (reset per row).
 6. The real service: `diffamp serve` with Ray actors and gRPC, 1 and 256 streams, the same workload.
+7. A LoRA pair: the before model with a random rank-16 adapter (peft) on every projection, served as an adapter
+   (one set of weights, one forward over 2B rows) against the same pair as two full models (the adapter merged),
+   in-process at 1 and 32 streams: ms per step, tokens/s and peak memory of each (reported, no target).
 Targets (GPU only; exit 1 when one is missed): 1 stream <= 5 ms/step; 256 streams >= 30,000 tokens/s; the
 service within 15% of the in-process engine on both.
 
@@ -216,6 +219,58 @@ def service_rows(after: str, before: str, device: str, dtype: str, streams: list
         proc.wait(60)
 
 
+def lora_rows(before: str, device: str, dtype: str, streams: list[int], max_seq_len: int, rank: int = 16) -> dict:
+    """The adapter pair against two full models on the same workload, one engine at a time."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from diffamp_server import Amplifier
+
+    root = Path(before).parent
+    adapter_dir, merged_dir = root / "lora-adapter", root / "lora-merged"
+    torch.manual_seed(2)
+    base = AutoModelForCausalLM.from_pretrained(before, dtype=torch.float32)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False,
+                                            target_modules=targets))
+    model.save_pretrained(adapter_dir)
+    config_path = adapter_dir / "adapter_config.json"
+    config_path.write_text(json.dumps(json.loads(config_path.read_text()) | {"base_model_name_or_path": before}))
+    merged = model.merge_and_unload().to(torch.bfloat16 if dtype == "bfloat16" else torch.float32)
+    merged.save_pretrained(merged_dir)
+    del model, merged, base
+    for directory in (adapter_dir, merged_dir):
+        AutoTokenizer.from_pretrained(before).save_pretrained(directory)
+        (directory / "generation_config.json").write_text(Path(before, "generation_config.json").read_text())
+    out = {"rank": rank}
+    for name, after in (("adapter", str(adapter_dir)), ("two_models", str(merged_dir))):
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        amp = Amplifier(after, before, device=device, dtype=dtype, max_batch_size=max(streams), max_seq_len=max_seq_len)
+        weights = torch.cuda.memory_allocated() / 2**30 if device == "cuda" else None
+        vocab = amp.tokenizers.shared.size
+        amp.generate(prompt_token_ids=prompt_ids(2, vocab), n=max(streams), max_new_tokens=8, min_new_tokens=8, seed=0)
+        rows = []
+        for n in streams:
+            sync(device)
+            start = time.perf_counter()
+            done = amp.generate(prompt_token_ids=prompt_ids(3 + n, vocab), n=n, max_new_tokens=NEW_TOKENS,
+                                min_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, seed=n)
+            sync(device)
+            wall = time.perf_counter() - start
+            tokens = sum(len(c.token_ids) for c in done)
+            rows.append({"streams": n, "tokens_per_s": tokens / wall, "ms_per_step": wall / NEW_TOKENS * 1000})
+            log(f"  {name}, {n:>3} streams: {rows[-1]['ms_per_step']:.2f} ms/step, {rows[-1]['tokens_per_s']:,.0f} tokens/s")
+        out[name] = {"rows": rows, "resident_gib_after_load": weights,
+                     "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None}
+        del amp
+    out["speed_ratio"] = [a["tokens_per_s"] / b["tokens_per_s"]
+                          for a, b in zip(out["adapter"]["rows"], out["two_models"]["rows"])]
+    log(f"  adapter pair / two models, tokens/s: {', '.join(f'{r:.2f}x' for r in out['speed_ratio'])}")
+    return out
+
+
 def main() -> int:
     global SHAPE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -224,6 +279,7 @@ def main() -> int:
     parser.add_argument("--max-seq-len", type=int, default=2048)
     parser.add_argument("--wide-seq-len", type=int, default=256)
     parser.add_argument("--no-service", action="store_true")
+    parser.add_argument("--no-lora", action="store_true")
     args = parser.parse_args()
     SHAPE = SHAPES["tiny" if args.tiny else "olmo1b"]
     device = args.device
@@ -247,6 +303,8 @@ def main() -> int:
     if not args.no_service and report["versions"]["stubs"] == "ok":
         report["service"] = service_rows(after, before, device, dtype, [1], args.max_seq_len)
         report["service_wide"] = service_rows(after, before, device, dtype, wide, args.wide_seq_len)
+    if not args.no_lora:
+        report["lora"] = lora_rows(before, device, dtype, [1, 32], 512)
     failures = check(report) if device == "cuda" else []
     report["failures"] = failures
     for failure in failures:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Downloads, for the GPU image's Python 3.12, the wheels the service needs there and the image lacks (its
 # torch, transformers and grpcio stay): the grpc health/reflection/status packages, googleapis-common-protos,
-# a protobuf the generated stubs accept, and google-re2. Into .whl/ (ignored by git; carried by the device tool).
+# a protobuf the generated stubs accept, google-re2, and peft (with accelerate and psutil) for the LoRA case. Into .whl/ (ignored by git; carried by the device tool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
@@ -12,5 +12,6 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   "grpcio-status==$(python3 -c 'import grpc; print(grpc.__version__)')" \
   "grpcio==$(python3 -c 'import grpc; print(grpc.__version__)')" \
   "protobuf==$(python3 -c 'import google.protobuf as p; print(p.__version__)')" \
-  googleapis-common-protos google-re2
+  googleapis-common-protos google-re2 \
+  "peft==$(python3 -c 'import peft; print(peft.__version__)')" accelerate psutil
 du -sh .whl
