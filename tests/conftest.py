@@ -45,6 +45,11 @@ def gemma3_pair(pair_root):
     return build_pair(pair_root, "gemma3")
 
 
+@pytest.fixture(scope="session")
+def olmo2_pair(pair_root):
+    return build_pair(pair_root, "olmo2")
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     import ray

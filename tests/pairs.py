@@ -9,7 +9,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig, GenerationConfig,
                           GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          MistralForCausalLM, PreTrainedTokenizerFast)
+                          MistralForCausalLM, Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerFast)
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
@@ -63,6 +63,8 @@ def _model(kind: str, vocab: int):
                                                   sliding_window=WINDOW, query_pre_attn_scalar=8,
                                                   layer_types=["sliding_attention", "sliding_attention",
                                                                "full_attention"]))
+    if kind == "olmo2":  # OLMo-2's shape: norms after attention and MLP, RMS-normed queries and keys
+        return Olmo2ForCausalLM(Olmo2Config(**small))
     return LlamaForCausalLM(LlamaConfig(**small))
 
 
@@ -79,7 +81,7 @@ def _drop_token(directory: Path, token: str) -> None:
 def build_pair(root: Path, kind: str) -> tuple[Path, Path]:
     """kind: 'llama', 'gpt2', 'vocab' (Llama-style; after has 3 trailing added tokens and a padded embedding),
     'gap' (Llama-style; the before tokenizer lacks one token in the middle of the vocabulary), 'mistral', 'gemma2'
-    or 'gemma3' (sliding windows of WINDOW tokens)."""
+    or 'gemma3' (sliding windows of WINDOW tokens), 'olmo2' (as allenai/OLMo-2-0425-1B, in miniature)."""
     after_dir, before_dir = root / f"{kind}-after", root / f"{kind}-before"
     extra = ["<|tool|>", "<|think|>", "<|quirk|>"] if kind == "vocab" else []
     after_tok = build_tokenizer(after_dir, extra)

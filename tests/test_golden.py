@@ -5,7 +5,8 @@ The library API shares the scheduler, slot KV store, runners and sampler with th
 covers the batched, cached decode path: several samples in one batch, several steps deep. The pairs cover
 GPT-2 (absolute positions), Llama (GQA), trailing added tokens, a gap in the shared vocabulary, and sliding
 windows (Mistral: every layer; Gemma 2: alternating, with soft-capped attention and logits; Gemma 3: hybrid
-layers with a RoPE per layer type), with sequences several times longer than the window.
+layers with a RoPE per layer type), with sequences several times longer than the window, and OLMo-2 (the
+shape of allenai/OLMo-2-0425-1B: post-norms, RMS-normed queries and keys), loaded from local directories.
 """
 
 import pytest
@@ -18,7 +19,8 @@ ALPHAS = [0.0, -1.0, 1.0, 4.0]
 TOL = 1e-4
 
 
-PAIRS = ["llama_pair", "gpt2_pair", "vocab_pair", "gap_pair", "mistral_pair", "gemma2_pair", "gemma3_pair"]
+PAIRS = ["llama_pair", "gpt2_pair", "vocab_pair", "gap_pair", "mistral_pair", "gemma2_pair", "gemma3_pair",
+         "olmo2_pair"]
 
 
 @pytest.fixture(scope="module", params=[(p, e) for p in PAIRS for e in ("static", "eager")],
