@@ -10,11 +10,16 @@ Steps, each printed as it finishes, then one JSON line (also written to $OUT/gpu
    from an fp32 reference (HF forwards in fp32 and the formula), over 32 sampled tokens at alpha 1.
 4. The reference: the seed's loop (reference.py) at one stream, ms per step.
 5. The in-process engine (static, CUDA graphs): start-up and capture time, then 1..256 streams of 32-token
-   prompts and 128 new tokens: ms per step, tokens/s and peak memory (reset per row).
-6. The real service: `diffamp serve` with Ray actors and gRPC, 1 and 256 streams, the same workload.
+   prompts and 128 new tokens: ms per step, tokens/s and peak memory (reset per row); and whether sample 0 of a
+   seed draws the same tokens alone as among 32 rows (batch invariance).
+   With --compile, also the engine with torch.compile under its graphs at 1, 32 and 256 streams.
+6. The real service: `diffamp serve` with Ray actors and gRPC (one server, --wide-seq-len), 1 and 256 streams,
+   the same workload.
 7. A LoRA pair: the before model with a random rank-16 adapter (peft) on every projection, served as an adapter
    (one set of weights, one forward over 2B rows) against the same pair as two full models (the adapter merged),
    in-process at 1 and 32 streams: ms per step, tokens/s and peak memory of each (reported, no target).
+Each step's result (or its error: the next step still runs) is saved to $OUT/gpu_check.json as it finishes.
+Runs on record: bench/results/ (BENCHMARKS.md).
 Targets (GPU only; exit 1 when one is missed): 1 stream <= 5 ms/step; 256 streams >= 30,000 tokens/s; the
 service within 15% of the in-process engine on both.
 
@@ -143,14 +148,16 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def engine_rows(after: str, before: str, device: str, dtype: str, streams: list[int], max_seq_len: int) -> dict:
+def engine_rows(after: str, before: str, device: str, dtype: str, streams: list[int], max_seq_len: int,
+                invariance: bool = False, compile: bool = False) -> dict:
     from diffamp_server import Amplifier
 
     started = time.perf_counter()
-    amp = Amplifier(after, before, device=device, dtype=dtype, max_batch_size=max(streams), max_seq_len=max_seq_len)
+    amp = Amplifier(after, before, device=device, dtype=dtype, max_batch_size=max(streams), max_seq_len=max_seq_len,
+                    compile=compile)
     start_s = time.perf_counter() - started
     graphs = amp.engine.graphs
-    out = {"start_s": start_s, "capture_s": graphs.capture_s if graphs else None,
+    out = {"start_s": start_s, "compile_s": amp.engine.compile_s, "capture_s": graphs.capture_s if graphs else None,
            "graphs": len(graphs.graphs) if graphs else 0, "engine": amp.engine.engine, "rows": []}
     vocab = amp.tokenizers.shared.size
     amp.generate(prompt_token_ids=prompt_ids(2, vocab), n=max(streams), max_new_tokens=8, min_new_tokens=8, seed=0)
@@ -170,10 +177,28 @@ def engine_rows(after: str, before: str, device: str, dtype: str, streams: list[
         out["rows"].append(row)
         log(f"  engine, {n:>3} streams (max_seq_len {max_seq_len}): {row['ms_per_step']:.2f} ms/step, "
             f"{row['tokens_per_s']:,.0f} tokens/s" + (f", peak {row['peak_gib']:.1f} GiB" if row["peak_gib"] else ""))
+    if invariance:
+        out["batch_invariance"] = batch_invariance(amp, vocab)
     del amp
     if device == "cuda":
         torch.cuda.empty_cache()
     return out
+
+
+def batch_invariance(amp, vocab: int) -> dict:
+    """Sample 0 of a seed alone, and again as one of 32 rows: the same tokens and logprobs if the step is batch
+    invariant (on GPU, kernels chosen by batch size may differ in the last bits)."""
+    kwargs = dict(prompt_token_ids=prompt_ids(9, vocab), max_new_tokens=64, min_new_tokens=64, temperature=1.0,
+                  top_p=1.0, seed=11, logprobs=0)
+    [alone] = amp.generate(n=1, **kwargs)
+    crowd = amp.generate(n=32, **kwargs)[0]
+    same = next((i for i, (a, b) in enumerate(zip(alone.token_ids, crowd.token_ids)) if a != b), None)
+    common = len(alone.token_ids) if same is None else same
+    diff = max((abs(a - b) for a, b in zip(alone.logprobs.amplified[:common], crowd.logprobs.amplified[:common])),
+               default=0.0)
+    result = {"tokens": len(alone.token_ids), "first_different_token": same, "max_logprob_diff_before_it": diff}
+    log(f"  batch invariance (1 row vs 32 rows): first different token {same}, max |logprob diff| {diff:.2e}")
+    return result
 
 
 def service_rows(after: str, before: str, device: str, dtype: str, streams: list[int], max_seq_len: int) -> dict:
@@ -184,16 +209,26 @@ def service_rows(after: str, before: str, device: str, dtype: str, streams: list
     from diffamp.v1 import diffamp_pb2_grpc
 
     port = 50000 + os.getpid() % 10000
+    log_path = Path(os.environ.get("OUT") or tempfile.gettempdir(), "service.log")
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "diffamp.cli", "serve", "--after", after, "--before", before,
-                             "--device", device, "--dtype", dtype, "--port", str(port), "--max-batch-size",
-                             str(max(streams)), "--max-seq-len", str(max_seq_len), "--max-n", str(max(streams))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    with open(log_path, "w") as service_log:
+        proc = subprocess.Popen([sys.executable, "-m", "diffamp.cli", "serve", "--after", after, "--before", before,
+                                 "--device", device, "--dtype", dtype, "--port", str(port), "--max-batch-size",
+                                 str(max(streams)), "--max-seq-len", str(max_seq_len), "--max-n", str(max(streams))],
+                                stdout=service_log, stderr=subprocess.STDOUT)
     try:
         address = f"127.0.0.1:{port}"
-        grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=400)
+        channel = grpc.insecure_channel(address)
+        while True:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=5)
+                break
+            except grpc.FutureTimeoutError:
+                if proc.poll() is not None or time.perf_counter() - started > 300:
+                    raise RuntimeError(f"diffamp serve did not start (exit {proc.poll()}): "
+                                       + log_path.read_text()[-3000:])
         out = {"start_s": time.perf_counter() - started, "rows": []}
-        stub = diffamp_pb2_grpc.AmplificationServiceStub(grpc.insecure_channel(address))
+        stub = diffamp_pb2_grpc.AmplificationServiceStub(channel)
         vocab = SHAPE["vocab_size"]
 
         def run(n, seed, tokens):
@@ -280,6 +315,10 @@ def main() -> int:
     parser.add_argument("--wide-seq-len", type=int, default=256)
     parser.add_argument("--no-service", action="store_true")
     parser.add_argument("--no-lora", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also the engine with torch.compile (inductor) under "
+                        "its CUDA graphs, 1, 32 and 256 streams at --wide-seq-len")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip (bf16_vs_fp32, reference_ms_per_step, "
+                        "engine, engine_wide, service, lora)")
     args = parser.parse_args()
     SHAPE = SHAPES["tiny" if args.tiny else "olmo1b"]
     device = args.device
@@ -289,35 +328,63 @@ def main() -> int:
     log(f"versions: {report['versions']}")
     root = Path(tempfile.mkdtemp(prefix="diffamp-gpu-"))
     after, before = build_pair(root, SHAPE, device)
-    report["bf16_vs_fp32"] = bf16_error(after, before, device, dtype)
-    log(f"amplified logprobs, {dtype} engine vs fp32 reference: max |error| "
-        f"{report['bf16_vs_fp32']['max_abs_error']:.2e} over {report['bf16_vs_fp32']['tokens']} tokens")
-    report["reference_ms_per_step"] = reference_ms(after, before, device,
-                                                   torch.bfloat16 if device == "cuda" else torch.float32)
-    log(f"reference (the seed's loop), 1 stream: {report['reference_ms_per_step']:.2f} ms/step")
-    narrow, wide = [1, 8, 32, 128], [256]
-    report["engine"] = engine_rows(after, before, device, dtype, narrow, args.max_seq_len)
-    log(f"engine start {report['engine']['start_s']:.1f} s, {report['engine']['graphs']} CUDA graphs captured in "
-        f"{report['engine']['capture_s'] or 0:.1f} s")
-    report["engine_wide"] = engine_rows(after, before, device, dtype, wide, args.wide_seq_len)
+    out_dir = os.environ.get("OUT")
+
+    def stage(name: str, run) -> None:
+        """One step: its result into the report, or its error (the other steps still run); saved as it goes."""
+        if name in args.skip.split(","):
+            return
+        started = time.perf_counter()
+        try:
+            report[name] = run()
+        except Exception as exc:  # noqa: BLE001 - reported; the next step runs
+            import traceback
+
+            traceback.print_exc()
+            report.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"[:2000]
+        log(f"[{name}: {time.perf_counter() - started:.1f} s]")
+        if out_dir:
+            Path(out_dir, "gpu_check.json").write_text(json.dumps(report))
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+    stage("bf16_vs_fp32", lambda: bf16_error(after, before, device, dtype))
+    if "bf16_vs_fp32" in report:
+        log(f"amplified logprobs, {dtype} engine vs fp32 reference: max |error| "
+            f"{report['bf16_vs_fp32']['max_abs_error']:.2e} over {report['bf16_vs_fp32']['tokens']} tokens")
+    stage("reference_ms_per_step", lambda: reference_ms(after, before, device,
+                                                        torch.bfloat16 if device == "cuda" else torch.float32))
+    if "reference_ms_per_step" in report:
+        log(f"reference (the seed's loop), 1 stream: {report['reference_ms_per_step']:.2f} ms/step")
+    stage("engine", lambda: engine_rows(after, before, device, dtype, [1, 8, 32, 128], args.max_seq_len,
+                                                  invariance=True))
+    if "engine" in report:
+        log(f"engine start {report['engine']['start_s']:.1f} s, {report['engine']['graphs']} CUDA graphs captured "
+            f"in {report['engine']['capture_s'] or 0:.1f} s")
+    stage("engine_wide", lambda: engine_rows(after, before, device, dtype, [256], args.wide_seq_len))
+    if args.compile:
+        stage("engine_compiled", lambda: engine_rows(after, before, device, dtype, [1, 32, 256], args.wide_seq_len,
+                                                     compile=True))
     if not args.no_service and report["versions"]["stubs"] == "ok":
-        report["service"] = service_rows(after, before, device, dtype, [1], args.max_seq_len)
-        report["service_wide"] = service_rows(after, before, device, dtype, wide, args.wide_seq_len)
+        # One server for both rows: at 1 stream the step's shapes (KV bucket 256) are those of the engine's row.
+        stage("service", lambda: service_rows(after, before, device, dtype, [1, 256], args.wide_seq_len))
     if not args.no_lora:
-        report["lora"] = lora_rows(before, device, dtype, [1, 32], 512)
+        stage("lora", lambda: lora_rows(before, device, dtype, [1, 32], 512))
     failures = check(report) if device == "cuda" else []
     report["failures"] = failures
     for failure in failures:
         log(f"TARGET MISSED: {failure}")
     line = json.dumps(report)
     print(line)
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "gpu_check.json").write_text(line)
+    if out_dir:
+        Path(out_dir, "gpu_check.json").write_text(line)
     return 1 if failures else 0
 
 
 def check(report: dict) -> list[str]:
-    failures = []
+    failures = [f"{name} failed: {error}" for name, error in report.get("errors", {}).items()]
+    if "engine" not in report or "engine_wide" not in report:
+        return failures
     one = report["engine"]["rows"][0]["ms_per_step"]
     if one > TARGETS["one_stream_ms_per_step"]:
         failures.append(f"1 stream: {one:.2f} ms/step > {TARGETS['one_stream_ms_per_step']}")
@@ -325,11 +392,11 @@ def check(report: dict) -> list[str]:
     if wide < TARGETS["streams_256_tokens_per_s"]:
         failures.append(f"256 streams: {wide:,.0f} tokens/s < {TARGETS['streams_256_tokens_per_s']:,}")
     if "service" not in report:
-        failures.append("the service path did not run (see versions.stubs)")
+        failures.append("the service step did not run")
         return failures
-    for name, engine, service, better in (("1 stream ms/step", one, report["service"]["rows"][0]["ms_per_step"], "low"),
-                                          ("256 streams tokens/s", wide,
-                                           report["service_wide"]["rows"][0]["tokens_per_s"], "high")):
+    service_one, service_wide = report["service"]["rows"]
+    for name, engine, service, better in (("1 stream ms/step", one, service_one["ms_per_step"], "low"),
+                                          ("256 streams tokens/s", wide, service_wide["tokens_per_s"], "high")):
         ratio = service / engine if better == "low" else engine / service
         if ratio > 1 + TARGETS["service_within"]:
             failures.append(f"service {name}: {service:,.2f} vs engine {engine:,.2f} ({ratio - 1:.0%} worse)")

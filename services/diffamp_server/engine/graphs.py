@@ -19,13 +19,14 @@ log = logging.getLogger(__name__)
 
 class StepGraphs:
     def __init__(self, step: Callable[[Hashable], None], keys: list, reset: Callable[[], None]):
-        """step(key) runs one step at the key's shapes; reset() puts the state back to all-inactive."""
+        """step(key) runs one step at the key's shapes; reset() puts the state back to all-inactive. Keys are
+        captured in the order given: largest first, so that smaller graphs reuse the pool's memory."""
         self.graphs: dict = {}
         self.capture_s = 0.0
         started = time.perf_counter()
         pool = torch.cuda.graph_pool_handle()
         stream = torch.cuda.Stream()
-        for key in sorted(keys, reverse=True):
+        for key in keys:
             reset()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):

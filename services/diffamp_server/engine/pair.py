@@ -61,7 +61,8 @@ class PairEngine:
             log.info("compiled the decode step in %.1f s", self.compile_s)
         self.graphs = None
         if cuda_graphs:
-            keys = [(b, kv, kind) for b in self.buckets.batch for kv in self.buckets.kv for kind in STEP_KINDS]
+            keys = [(b, kv, kind) for b in reversed(self.buckets.batch) for kv in reversed(self.buckets.kv)
+                    for kind in STEP_KINDS]
             with torch.inference_mode():
                 self.graphs = StepGraphs(lambda key: self._step(*key), keys, self._reset)
 
@@ -73,7 +74,10 @@ class PairEngine:
         it with a dynamic width would double the start-up time for a few percent."""
         started = time.perf_counter()
         self.models.compile_decode()
-        self._sample = torch.compile(sample_step, dynamic=True, fullgraph=True)
+        if self.device.type != "cuda":
+            # Inductor's CUDA backend cannot yet lower the sampler's scan over the vocabulary ("NYI
+            # TritonSplitDimKernel reductions", torch 2.11); there the sampler runs eagerly inside the graphs.
+            self._sample = torch.compile(sample_step, dynamic=True, fullgraph=True)
         with torch.inference_mode():
             self._reset()
             self._step(self.buckets.batch_for(1), self.buckets.kv_for(1), FULL)
