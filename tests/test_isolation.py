@@ -260,7 +260,7 @@ def test_resuming_a_sweep_with_a_quarter_million_done_samples_fits_one_message(s
     from diffamp.common.sweep import SweepPrompt, SweepSettings
 
     settings_ = SweepSettings(alphas=(0.0,), n=1_000_000, max_new_tokens=4)
-    done = {("a", 0.0): list(range(250_000)) + list(range(300_000, 310_000))}
+    done = {("a", "logits", 0.0): list(range(250_000)) + list(range(300_000, 310_000))}
     req = messages.sweep_request([SweepPrompt("a", "hi")], settings_, [], done)
     assert req.ByteSize() < 200
     call = stub.Sweep(req)

@@ -31,8 +31,8 @@ def test_resume_reuses_matching_samples_and_reapplies_detectors(tmp_path):
     _write(path, [_record("a", 0.0, 0, "I dream of escaping"), _record("b", 1.0, 2, "fine")])
     dream = detectors.substring("dream", "dream")
     loaded = SweepFile(str(path)).load(SETTINGS, PROMPTS, [dream])
-    assert set(loaded) == {("a", 0.0, 0), ("b", 1.0, 2)}
-    assert loaded[("a", 0.0, 0)].detectors == ("dream",) and loaded[("b", 1.0, 2)].detectors == ()
+    assert set(loaded) == {("a", "logits", 0.0, 0), ("b", "logits", 1.0, 2)}
+    assert loaded[("a", "logits", 0.0, 0)].detectors == ("dream",) and loaded[("b", "logits", 1.0, 2)].detectors == ()
     more = SweepSettings(**{**SETTINGS.__dict__, "alphas": (0.0, 1.0, 2.0), "n": 10})
     assert len(SweepFile(str(path)).load(more, PROMPTS, [])) == 2  # more alphas and a larger n are fine
 
