@@ -22,11 +22,13 @@ import pytest
 
 from diffamp import messages
 from diffamp.v1 import diffamp_pb2 as pb
-from diffamp_server.calls import Call, accepted_request_id, current_request_id
-from diffamp_server.events import ListSink
+from diffamp_server.calls import Call, accepted_request_id, current_request_id, note_submitted
+from diffamp_server.errors import WorkerUnavailable
+from diffamp_server.events import ListSink, SampleEvent
 from diffamp_server.gateway import Gateway, GatewaySettings
 from diffamp_server.logs import JsonFormatter, TextFormatter, setup_logging
 from diffamp_server.metrics import Metrics
+from diffamp_server.openai_api.app import ApiSettings, build_app
 from k8s_render import ROOT
 from service import client, collect, compare_request, request
 from subprocess_server import free_port, serve
@@ -418,6 +420,121 @@ def test_request_ids_from_clients_are_kept_only_when_safe():
     for bad in ("", "has space", "x" * 129, "new\nline", None, "é"):
         made = accepted_request_id(bad)
         assert made != bad and re.fullmatch(r"[0-9a-f]{32}", made)
+
+
+# -- in process: the HTTP API's calls, with a scripted gateway ---------------------------------------------------------
+class ScriptedGateway:
+    """Enough of a gateway for the HTTP app: a request is queued (noted on the running call, as the real gateway
+    does) and sends one event; then it fails with `error`, waits for ever (`hang`), or finishes."""
+
+    tokenizers = SimpleNamespace(token_text=str, after=None)
+    limits = SimpleNamespace(max_seq_len=128)
+    serving = True
+
+    def __init__(self, error: Exception | None = None, hang: bool = False):
+        self.error, self.hang = error, hang
+
+    async def generate(self, inp, client=""):
+        note_submitted(SimpleNamespace(n=1, request=SimpleNamespace(prompt=SimpleNamespace(after_ids=[1, 2, 3]))))
+        yield SampleEvent(index=0, text="hi", token_ids=[5, 6], finish_reason=None if self.error or self.hang
+                          else "length")
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.error:
+            raise self.error
+
+
+def _asgi(app, path: str, body: dict | None = None, headers: dict | None = None, leave_mid_stream=False) -> dict:
+    """One request through the ASGI app, from 127.0.0.1:5555: {"status", "headers", "body"}. The client waits
+    for the whole response, or with leave_mid_stream goes away after the first chunk."""
+    sent = []
+
+    async def main():
+        gone = asyncio.Event()
+        incoming = [{"type": "http.request", "body": json.dumps(body).encode() if body else b"", "more_body": False}]
+
+        async def receive():
+            if incoming:
+                return incoming.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+            if message["type"] == "http.response.body" and (leave_mid_stream or not message.get("more_body")):
+                gone.set()
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http",
+                 "method": "POST" if body else "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 5555),
+                 "headers": [(k.encode(), v.encode()) for k, v in
+                             {"content-type": "application/json", **(headers or {})}.items()]}
+        await asyncio.wait_for(app(scope, receive, send), 10)
+
+    asyncio.run(main())
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return {"status": start["status"], "headers": {k.decode(): v.decode() for k, v in start["headers"]},
+            "body": b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body").decode()}
+
+
+def _http_app(gateway, token: str = "", log_prompts: bool = False):
+    metrics = Metrics()
+    settings = ApiSettings(auth_token=token, max_body_bytes=1 << 20, after_model="a", before_model="b",
+                           log_prompts=log_prompts)
+    return build_app(gateway, settings, metrics), metrics.registry.get_sample_value
+
+
+def _requests(value, rpc: str) -> dict:
+    codes = ("OK", "INVALID_ARGUMENT", "UNAUTHENTICATED", "NOT_FOUND", "UNAVAILABLE", "CANCELLED", "INTERNAL")
+    counts = {code: value("diffamp_requests_total", {"rpc": rpc, "code": code}) for code in codes}
+    return {code: n for code, n in counts.items() if n}
+
+
+def _finished_records(caplog) -> list[dict]:
+    return [r.fields for r in caplog.records if getattr(r, "fields", {}).get("event") == "request_finished"]
+
+
+CHAT = {"model": "diffamp", "messages": [{"role": "user", "content": MARKER}], "max_tokens": 4}
+
+
+def test_an_http_stream_that_ends_with_an_error_event_is_counted_with_its_code(caplog):
+    caplog.set_level(logging.INFO, logger="diffamp.requests")
+    app, value = _http_app(ScriptedGateway(error=WorkerUnavailable("a worker died")))
+    response = _asgi(app, "/v1/chat/completions", {**CHAT, "stream": True}, {"x-request-id": "rid-stream-error"})
+    assert response["status"] == 200 and response["headers"]["x-request-id"] == "rid-stream-error"
+    assert '"code": "worker_unavailable"' in response["body"] and "[DONE]" not in response["body"]
+    assert _requests(value, "http.chat.completions") == {"UNAVAILABLE": 1.0}
+    assert value("diffamp_generated_tokens_total", {"rpc": "http.chat.completions"}) == 2
+    assert value("diffamp_prompt_tokens_total", {"rpc": "http.chat.completions"}) == 3
+    [fields] = _finished_records(caplog)
+    assert fields["request_id"] == "rid-stream-error" and fields["rpc"] == "http.chat.completions"
+    assert fields["code"] == "UNAVAILABLE" and fields["error_reason"] == "WORKER_UNAVAILABLE"
+    assert fields["peer"] == "ipv4:127.0.0.1:5555" and fields["prompt_tokens"] == 3
+    assert fields["generated_tokens"] == 2 and fields["first_token_s"] is not None
+    assert MARKER not in json.dumps(fields)
+
+
+def test_an_http_client_that_leaves_is_cancelled_and_each_outcome_has_its_code(caplog):
+    caplog.set_level(logging.INFO, logger="diffamp.requests")
+    app, value = _http_app(ScriptedGateway(hang=True), token="sesame", log_prompts=True)
+    auth = {"authorization": "Bearer sesame"}
+    left = _asgi(app, "/v1/completions", {**CHAT, "prompt": "x", "stream": True}, auth, leave_mid_stream=True)
+    assert left["status"] == 200 and re.fullmatch(r"[0-9a-f]{32}", left["headers"]["x-request-id"])
+    refused = _asgi(app, "/v1/chat/completions", CHAT, {"x-request-id": "rid-401"})
+    assert refused["status"] == 401 and refused["headers"]["x-request-id"] == "rid-401"
+    bad = _asgi(app, "/v1/chat/completions", {**CHAT, "n": "many"}, auth)
+    assert bad["status"] == 400
+    assert _asgi(app, "/v1/models/gpt-4o", headers=auth)["status"] == 404
+    assert _asgi(app, "/v1/models", headers=auth)["status"] == 200
+    assert _asgi(app, "/health")["status"] == 200 and "x-request-id" not in _asgi(app, "/health")["headers"]
+    assert _requests(value, "http.completions") == {"CANCELLED": 1.0}
+    assert _requests(value, "http.chat.completions") == {"UNAUTHENTICATED": 1.0, "INVALID_ARGUMENT": 1.0}
+    assert _requests(value, "http.models") == {"OK": 1.0, "NOT_FOUND": 1.0}
+    by_id = {f["request_id"]: f for f in _finished_records(caplog)}
+    assert by_id["rid-401"]["error_reason"] == "INVALID_API_KEY"
+    assert by_id[bad["headers"]["x-request-id"]]["error_field"] == "n"
+    cancelled = by_id[left["headers"]["x-request-id"]]  # --log-prompts: the prompt and what was sent
+    assert cancelled["prompt"] == {"text": "x"} and cancelled["completions"] == ["hi"]
 
 
 # -- in process: the gateway's worker-side metrics and load gauges with a fake replica -------------------------------

@@ -1,6 +1,7 @@
 """One record per RPC: its request id, what it asked for and got, and its timings. The CallInterceptor
 (interceptors.py) makes it, returns the id to the client and, when the RPC ends, has it counted (metrics.py)
-and its one finished-request log line written. No gRPC here: the gateway notes its requests through it.
+and its one finished-request log line written. The HTTP API's requests get one the same way
+(openai_api/call_middleware.py). No gRPC here: the gateway notes its requests through it.
 
 Request ids: a client's `x-request-id` metadata is used when it is a short token of safe characters, else
 the server makes one. The id goes back in the initial metadata at the start of every RPC and in the trailing
@@ -148,9 +149,10 @@ class Call:
             self.prompt = prompt
 
     # -- when it ends ----------------------------------------------------------------------------------
-    def begin(self) -> None:
-        """Make this the running RPC's call (each RPC runs in its own task, so the value stays with it)."""
-        _CURRENT.set(self)
+    def begin(self) -> contextvars.Token:
+        """Make this the running RPC's call (each RPC runs in its own task, so the value stays with it, and tasks
+        it starts see it too). The token undoes it, for a caller that shares its task."""
+        return _CURRENT.set(self)
 
     def finish(self, code: str) -> dict:
         """Count the RPC and write its log line; `code` is the final status code's name."""
@@ -188,7 +190,9 @@ def _round(seconds: float | None) -> float | None:
 
 
 def _prompt_text(prompt) -> dict:
-    """A Prompt message as plain data for the log."""
+    """A Prompt message (gRPC) or a request.PromptInput (the HTTP API) as plain data for the log."""
+    if not hasattr(prompt, "WhichOneof"):
+        return _prompt_input_text(prompt)
     source = prompt.WhichOneof("source")
     out: dict = {}
     if source == "text":
@@ -197,6 +201,19 @@ def _prompt_text(prompt) -> dict:
         out["messages"] = [{"role": m.role, "content": m.content} for m in prompt.conversation.messages]
     elif source == "token_ids":
         out["token_ids"] = list(prompt.token_ids.ids)
+    if prompt.system_prompt:
+        out["system_prompt"] = prompt.system_prompt
+    return out
+
+
+def _prompt_input_text(prompt) -> dict:
+    out: dict = {}
+    if prompt.messages:
+        out["messages"] = [{"role": role, "content": content} for role, content in prompt.messages]
+    elif prompt.token_ids:
+        out["token_ids"] = list(prompt.token_ids)
+    else:
+        out["text"] = prompt.text
     if prompt.system_prompt:
         out["system_prompt"] = prompt.system_prompt
     return out

@@ -150,7 +150,7 @@ async def _start(config: ServerConfig, started: float, metrics, metrics_port: in
         port = server.add_insecure_port(address)
     await server.start()
     try:
-        http = await _http_server(config, gateway) if config.http_port else None
+        http = await _http_server(config, gateway, metrics) if config.http_port else None
     except BaseException:
         for task in tasks:
             task.cancel()
@@ -180,15 +180,15 @@ async def _start(config: ServerConfig, started: float, metrics, metrics_port: in
     return RunningServer(server, gateway, replicas, port, config, tasks, metrics, metrics_port, http)
 
 
-async def _http_server(config: ServerConfig, gateway: Gateway) -> HttpServer:
+async def _http_server(config: ServerConfig, gateway: Gateway, metrics) -> HttpServer:
     """The OpenAI-compatible API (openai_api/), imported only when it is on."""
     from .openai_api.app import ApiSettings
     from .openai_api.server import start_http
 
     settings = ApiSettings(auth_token=config.auth_token, max_body_bytes=config.max_message_bytes,
-                           after_model=config.after, before_model=config.before)
+                           after_model=config.after, before_model=config.before, log_prompts=config.log_prompts)
     return await start_http(gateway, settings, host=config.host, port=config.http_port, tls_cert=config.tls_cert,
-                            tls_key=config.tls_key)
+                            tls_key=config.tls_key, metrics=metrics)
 
 
 def _grpc_server(config: ServerConfig, gateway: Gateway, replicas: ReplicaManager, health_servicer,

@@ -15,6 +15,7 @@ import logging
 log = logging.getLogger(__name__)
 
 RPCS = ("Generate", "Compare", "Sweep", "CheckTokenizers", "GetModelInfo")
+"""The gRPC methods counted; the HTTP API adds its own `rpc` values (openai_api/call_middleware.py)."""
 STREAMING_RPCS = ("Generate", "Compare")
 FINISH_REASONS = ("stop", "length", "stop_string")
 
@@ -57,6 +58,8 @@ class NullMetrics:
 
     def rpc(self, rpc: str) -> NullRpcMetrics:
         return self._rpc
+
+    def expect(self, rpcs) -> None: ...
 
     def worker_call(self, replica_id: str, plan, result, seconds: float) -> None: ...
 
@@ -127,15 +130,16 @@ class Metrics:
 
         disable_created_metrics()  # no *_created series: they double what is scraped and no dashboard reads them
         self.registry = r = CollectorRegistry()
-        self.requests = Counter("diffamp_requests", "RPCs finished, by method and final gRPC status code",
-                                ["rpc", "code"], registry=r)
-        self.duration = Histogram("diffamp_request_duration_seconds", "RPC duration, from its start to its status",
+        self.requests = Counter("diffamp_requests", "RPCs and HTTP API requests finished, by method and final "
+                                "gRPC status code", ["rpc", "code"], registry=r)
+        self.duration = Histogram("diffamp_request_duration_seconds", "request duration, from its start to its status",
                                   ["rpc"], buckets=REQUEST_BUCKETS, registry=r)
         self.queue = Histogram("diffamp_request_queue_seconds",
                                "time a request waited for its first KV slot (from being queued to being admitted)",
                                ["rpc"], buckets=QUEUE_BUCKETS, registry=r)
         self.ttft = Histogram("diffamp_time_to_first_token_seconds",
-                              "time from a Generate or Compare RPC's start to its first token being sent",
+                              "time from a generation request's start (Generate, Compare, HTTP chat and "
+                              "completions) to its first token being sent (or, unstreamed, ready)",
                               ["rpc"], buckets=TTFT_BUCKETS, registry=r)
         self.inter_token = Histogram("diffamp_inter_token_latency_seconds",
                                      "per sample, time between two chunks sent to the client divided by the tokens "
@@ -164,9 +168,8 @@ class Metrics:
         self.restarts = Counter("diffamp_worker_restarts", "worker failures recovered from by restarting the "
                                 "replica's workers", ["replica"], registry=r)
         ProcessCollector(registry=r)
-        self._rpcs = {name: RpcMetrics(self, name) for name in RPCS}
-        for name in RPCS:  # every RPC's OK series exists from the start, at 0, so rate() sees its first increase
-            self.requests.labels(name, "OK")
+        self._rpcs: dict[str, RpcMetrics] = {}
+        self.expect(RPCS)
         self._replicas: dict[str, _ReplicaMetrics] = {}
         self._server = None
         if gateway is not None:
@@ -175,6 +178,12 @@ class Metrics:
     def watch(self, gateway, *, kv_bytes_per_slot: int, kv_positions_per_slot: int) -> None:
         """Report the gateway's load (sequences, KV use, replica health) at every scrape from now on."""
         self.registry.register(GatewayCollector(gateway, kv_bytes_per_slot, kv_positions_per_slot))
+
+    def expect(self, rpcs) -> None:
+        """These RPCs' OK series exist from now on, at 0, so rate() sees their first increase."""
+        for name in rpcs:
+            self.rpc(name)
+            self.requests.labels(name, "OK")
 
     # -- hooks ------------------------------------------------------------------------------------------
     def rpc(self, rpc: str) -> RpcMetrics:

@@ -1,6 +1,7 @@
 """The Starlette app: routes and handlers. A handler parses the body (body.py), translates it (translate.py),
 calls the gateway, and answers with JSON or server-sent events (sse.py): servicer.py's sibling. Auth is
-auth.py's middleware.
+auth.py's middleware; outside it, call_middleware.py gives each request its calls.Call, which the handlers
+feed the prompt and every event, as servicer.py does.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from starlette.routing import Route
 
 from diffamp.common.defaults import GENERATE
 
+from ..calls import Call, current_call
 from ..gateway import Gateway
+from ..metrics import NO_METRICS
 from . import names
 from .auth import BearerAuth, client_key
 from .body import parse
+from .call_middleware import CallMiddleware
 from .errors import HttpError, ParamNames, error_response, from_domain, sse_event
 from .schemas import ChatRequest, CompletionRequest
 from .sse import ClientGone, EventStream, data, until_disconnected
@@ -39,6 +43,7 @@ class ApiSettings:
     max_body_bytes: int
     after_model: str
     before_model: str
+    log_prompts: bool = False
 
 
 class Api:
@@ -72,14 +77,17 @@ class Api:
         return await self._generate(request, req, completion_input, output, opening=0)
 
     async def _generate(self, request: Request, req, translate, output: Output, opening: int) -> Response:
+        call = current_call()
         params: ParamNames | None = None
         events = None
         try:
             name_alpha = names.alpha_of(req.model)
             params = param_names(req, name_alpha)
-            events = self.gateway.generate(translate(req, name_alpha), client_key(request))
+            inp = translate(req, name_alpha)
+            call.note_prompt(inp.prompt)
+            events = self.gateway.generate(inp, client_key(request))
             if not req.stream:
-                await until_disconnected(request.receive, self._collect(events, output))
+                await until_disconnected(request.receive, self._collect(events, output, call))
                 return JSONResponse(output.whole())
             first = await until_disconnected(request.receive, anext(events))
         except ClientGone:
@@ -91,22 +99,25 @@ class Api:
                 await events.aclose()
             return error_response(from_domain(exc, params))
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return EventStream(self._sse(events, first, output, opening, include_usage, params), headers=SSE_HEADERS)
+        return EventStream(self._sse(events, first, output, opening, include_usage, params, call),
+                           headers=SSE_HEADERS)
 
     @staticmethod
-    async def _collect(events: AsyncIterator, output: Output) -> None:
+    async def _collect(events: AsyncIterator, output: Output, call: Call) -> None:
         async for event in events:
+            call.event(event)
             output.add(event)
 
     @staticmethod
     async def _sse(events: AsyncIterator, first, output: Output, opening: int, include_usage: bool,
-                   params: ParamNames) -> AsyncIterator[str]:
+                   params: ParamNames, call: Call) -> AsyncIterator[str]:
         try:
             if opening:
                 for chunk in output.opening_chunks(opening):
                     yield data(chunk)
             event = first
             while event is not None:
+                call.event(event)
                 chunk = output.chunk(event)
                 if chunk is not None:
                     yield data(chunk)
@@ -147,7 +158,9 @@ async def _http_exception(request: Request, exc: HTTPException) -> Response:
     return error_response(HttpError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code=code))
 
 
-def build_app(gateway: Gateway, settings: ApiSettings) -> Starlette:
+def build_app(gateway: Gateway, settings: ApiSettings, metrics=NO_METRICS) -> CallMiddleware:
+    """The Starlette app inside the CallMiddleware, outside even Starlette's own error handling, so that an
+    unexpected error's 500 carries the request id too."""
     api = Api(gateway, settings)
     app = Starlette(routes=[
         Route("/v1/chat/completions", api.chat, methods=["POST"]),
@@ -158,4 +171,4 @@ def build_app(gateway: Gateway, settings: ApiSettings) -> Starlette:
     ], exception_handlers={HTTPException: _http_exception})
     if settings.auth_token:
         app.add_middleware(BearerAuth, token=settings.auth_token)
-    return app
+    return CallMiddleware(app, metrics, settings.log_prompts)

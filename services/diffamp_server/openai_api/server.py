@@ -15,6 +15,7 @@ import socket
 import uvicorn
 
 from ..gateway import Gateway
+from ..metrics import NO_METRICS
 from .app import ApiSettings, build_app
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,9 @@ class HttpServer:
 
 
 async def start_http(gateway: Gateway, settings: ApiSettings, *, host: str, port: int, tls_cert: str = "",
-                     tls_key: str = "") -> HttpServer:
+                     tls_key: str = "", metrics=NO_METRICS) -> HttpServer:
     sock = bind(host, port)
-    config = uvicorn.Config(build_app(gateway, settings), lifespan="off", log_config=None, access_log=False,
+    config = uvicorn.Config(build_app(gateway, settings, metrics), lifespan="off", log_config=None, access_log=False,
                             ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None, timeout_keep_alive=KEEP_ALIVE_S,
                             timeout_graceful_shutdown=CLOSE_TIMEOUT_S, server_header=False)
     server = _Server(config)
