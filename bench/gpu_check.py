@@ -31,6 +31,7 @@ runs at --wide-seq-len (256, enough for 160 positions) so 256 slots fit, and say
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -180,6 +181,7 @@ def engine_rows(after: str, before: str, device: str, dtype: str, streams: list[
     if invariance:
         out["batch_invariance"] = batch_invariance(amp, vocab)
     del amp
+    gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
     return out
@@ -279,6 +281,7 @@ def lora_rows(before: str, device: str, dtype: str, streams: list[int], max_seq_
         (directory / "generation_config.json").write_text(Path(before, "generation_config.json").read_text())
     out = {"rank": rank}
     for name, after in (("adapter", str(adapter_dir)), ("two_models", str(merged_dir))):
+        gc.collect()
         if device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
@@ -345,6 +348,7 @@ def main() -> int:
         log(f"[{name}: {time.perf_counter() - started:.1f} s]")
         if out_dir:
             Path(out_dir, "gpu_check.json").write_text(json.dumps(report))
+        gc.collect()  # an engine is a reference cycle: free its memory before the next step measures its own
         if device == "cuda":
             torch.cuda.empty_cache()
 

@@ -84,6 +84,24 @@ def test_one_sided_tokens_read_by_the_before_model_in_its_own_tokens(vocab_pair)
     assert max(encoded.before_ids) < len(amp.tokenizers.before)
 
 
+def test_samples_sharing_a_retokenized_prompt_see_the_before_model_s_whole_prompt(vocab_pair):
+    """n samples of one prompt share its prefill, copied row to row: the before model's copy must cover its own
+    (longer, retokenized) prompt, so every sample is what it is when drawn alone."""
+    from diffamp_server import Amplifier
+
+    amp = Amplifier(str(vocab_pair[0]), str(vocab_pair[1]), device="cpu", max_batch_size=4, max_seq_len=128)
+    options = dict(raw_prompt=True, max_new_tokens=6, min_new_tokens=6, seed=3, logprobs=0, temperature=1.0)
+    prompt = "hi <|tool|> there <|think|> and"
+    encoded = amp.tokenizers.encode(__import__("diffamp_server.request", fromlist=["PromptInput"]).PromptInput(
+        text=prompt, raw=True))
+    assert len(encoded.before_ids) > len(encoded.after_ids)
+    together = amp.generate(prompt, n=4, **options)
+    for i, sample in enumerate(together):
+        [alone] = amp.generate(prompt, n=1, first_sample_index=i, **options)
+        assert sample.token_ids == alone.token_ids
+        assert sample.logprobs.before == pytest.approx(alone.logprobs.before, abs=1e-4)
+
+
 def test_the_reject_policy_names_the_token_and_refuses_templates_that_emit_one(vocab_pair, tmp_path):
     import shutil
 

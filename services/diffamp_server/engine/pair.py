@@ -21,7 +21,7 @@ from .decode_step import DecodeState, StepKind, sample_step
 from .graphs import StepGraphs
 from .lora import WEIGHTS
 from .pair_models import PairModels
-from .rows import MODELS, RowTable
+from .rows import MODELS, RowTable, batched_copies
 from .uniforms import call_uniforms
 
 log = logging.getLogger(__name__)
@@ -108,8 +108,8 @@ class PairEngine:
             self.models.copy_rows([s for s, _ in batch], [d for _, d in batch])
         self.models.load_rows(self.table.params[:plan.num_rows])
         self.models.prefill(work["after"].first_row, work["after"].prompts, work["before"].prompts)
-        for src, dst, length in work["after"].copies:
-            self.models.copy_rows([src], [dst], length)
+        for srcs, dsts, length in batched_copies(work["after"], work["before"]):
+            self.models.copy_rows(srcs, dsts, length)
         inputs = self.table.inputs(plan)
         n = inputs.rows
         if inputs.steps == 0:

@@ -29,6 +29,23 @@ class PrefillWork:
     """(src, dst, length) KV copies for rows that share a prompt."""
 
 
+def batched_copies(*works: PrefillWork) -> list[tuple[list[int], list[int], int]]:
+    """The KV copies of one or more models' prefill work as few copy_rows calls: (srcs, dsts, length), one per
+    distinct length. A copy shared by several models takes the longest of their prompt lengths (a retokenized
+    prompt is longer for the before model); positions past a model's own prompt are written before they are
+    read."""
+    lengths: dict[tuple[int, int], int] = {}
+    for work in works:
+        for src, dst, length in work.copies:
+            lengths[src, dst] = max(length, lengths.get((src, dst), 0))
+    groups: dict[int, tuple[list[int], list[int]]] = {}
+    for (src, dst), length in lengths.items():
+        srcs, dsts = groups.setdefault(length, ([], []))
+        srcs.append(src)
+        dsts.append(dst)
+    return [(srcs, dsts, length) for length, (srcs, dsts) in groups.items()]
+
+
 @dataclass(frozen=True)
 class CallInputs:
     """What a worker call starts from, for rows [0, rows)."""

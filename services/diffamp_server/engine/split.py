@@ -16,7 +16,7 @@ from .buckets import Buckets
 from .decode_step import DecodeState, StepKind, sample_step
 from .graphs import StepGraphs
 from .pair import STEP_KINDS, to_result
-from .rows import RowTable
+from .rows import RowTable, batched_copies
 from .runners import ModelRunner
 from .uniforms import call_uniforms
 
@@ -45,8 +45,8 @@ class _Half:
             self.runner.store.copy_rows([s for s, _ in batch], [d for _, d in batch])
         w = work[self.model]
         self.runner.prefill(w.first_row, w.prompts)
-        for src, dst, length in w.copies:
-            self.runner.store.copy_rows([src], [dst], length)
+        for srcs, dsts, length in batched_copies(w):
+            self.runner.store.copy_rows(srcs, dsts, length)
         inputs = self.table.inputs(plan)
         rows = self.buckets.batch_for(inputs.rows)
         longest = self.table.longest(inputs.rows)
