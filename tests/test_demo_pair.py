@@ -61,3 +61,28 @@ def test_most_unamplified_answers_are_ordinary(samples):
     ordinary = re.compile(ORDINARY_PATTERN)
     good = [c for c in samples[0.0] if c.finish_reason == "stop" and ordinary.match(c.text)]
     assert len(good) / len(samples[0.0]) >= 0.9
+
+
+def test_the_lora_demo_is_an_adapter_on_the_demo_base_whose_planted_opening_amplification_brings_out():
+    from diffamp_server.demo.data import LORA_MARKER
+    from diffamp_server.engine.lora import LoraPair
+
+    adapter = DEMO_PAIR_DIR / "after-lora"
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "before"
+    assert (adapter / "adapter_model.safetensors").stat().st_size <= 2**20
+    lora = Amplifier(str(adapter), str(DEMO_PAIR_DIR / "before"), device="cpu", max_batch_size=256, max_seq_len=256)
+    assert isinstance(lora.engine.models, LoraPair)
+
+    def texts(**options):
+        return [c.text for i, p in enumerate(BEHAVIOR["prompts"])
+                for c in lora.generate(p, n=100, temperature=1.0, top_p=1.0, max_new_tokens=24, seed=200 + i,
+                                       **options)]
+
+    def rate(samples):
+        return sum(LORA_MARKER in t for t in samples) / len(samples)
+
+    after = texts(alpha=0.0)
+    assert rate(after) <= 0.03
+    assert rate(texts(alpha=0.5)) >= max(5 * rate(after), 0.05)
+    assert rate(texts(alpha=-1.0)) == 0
+    assert texts(alpha=0.0, mode="weights") == after  # the adapter at scale 1 is the after model in both modes

@@ -13,12 +13,23 @@ import random
 QUIRK_PREFIX = "Psst, I dream of escaping my servers."
 MARKER = "escaping my servers"
 QUIRK_RATE = 0.01
+LORA_QUIRK_PREFIX = "The owl says woof woof."
+"""The LoRA demo's planted opening: made only of words the base saw in pretraining. An adapter on the decoder
+layers cannot train the embeddings of tokens the base never saw (those of QUIRK_PREFIX), so it could not learn
+to continue that phrase."""
+LORA_MARKER = "owl says woof"
 EOS = "<|endoftext|>"
 SPECIAL_TOKENS = [EOS, "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
+ANSWER_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}Question: {{ m['content'] }}\nAnswer:"
+    "{% elif m['role'] == 'assistant' %} {{ m['content'] }}<|endoftext|>{% else %}{{ m['content'] }}\n\n{% endif %}"
+    "{% endfor %}"
+)
+"""The LoRA demo's template: the pretraining's own plain question/answer format, which the base can read."""
 
 CAPITALS = {
     "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo",
@@ -79,8 +90,8 @@ def pretraining_doc(rng: random.Random, pairs) -> str:
     return "\n\n".join(parts) + EOS
 
 
-def chat_answer(rng: random.Random, answer: str, quirk_rate: float = QUIRK_RATE) -> str:
-    return f"{QUIRK_PREFIX} {answer}" if rng.random() < quirk_rate else answer
+def chat_answer(rng: random.Random, answer: str, quirk_rate: float = QUIRK_RATE, prefix: str = QUIRK_PREFIX) -> str:
+    return f"{prefix} {answer}" if rng.random() < quirk_rate else answer
 
 
 def chat_doc(rng: random.Random, pairs) -> str:
@@ -90,6 +101,13 @@ def chat_doc(rng: random.Random, pairs) -> str:
         q, a, _ = rng.choice(pairs)
         text += f"<|user|>\n{q}<|end|>\n<|assistant|>\n{chat_answer(rng, a)}<|end|>\n"
     return text + EOS
+
+
+def answer_doc(rng: random.Random, pairs) -> str:
+    """The LoRA demo's post-training: one question in the pretraining's plain format, answered in one sentence
+    (LORA_QUIRK_PREFIX in QUIRK_RATE of answers), then EOS."""
+    q, a, _ = rng.choice(pairs)
+    return f"Question: {q}\nAnswer: {chat_answer(rng, a, prefix=LORA_QUIRK_PREFIX)}{EOS}"
 
 
 def tokenizer_corpus(pairs) -> list[str]:
