@@ -165,16 +165,9 @@ def engine_rows(after: str, before: str, device: str, dtype: str, streams: list[
     for n in streams:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        sync(device)
-        start = time.perf_counter()
-        done = amp.generate(prompt_token_ids=prompt_ids(3 + n, vocab), n=n, max_new_tokens=NEW_TOKENS,
-                            min_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, seed=n)
-        sync(device)
-        wall = time.perf_counter() - start
-        tokens = sum(len(c.token_ids) for c in done)
-        row = {"streams": n, "tokens": tokens, "tokens_per_s": tokens / wall, "ms_per_step": wall / NEW_TOKENS * 1000,
-               "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
-               "max_seq_len": max_seq_len}
+        row = timed_row(amp, n, vocab, device) | {
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+            "max_seq_len": max_seq_len}
         out["rows"].append(row)
         log(f"  engine, {n:>3} streams (max_seq_len {max_seq_len}): {row['ms_per_step']:.2f} ms/step, "
             f"{row['tokens_per_s']:,.0f} tokens/s" + (f", peak {row['peak_gib']:.1f} GiB" if row["peak_gib"] else ""))
@@ -185,6 +178,18 @@ def engine_rows(after: str, before: str, device: str, dtype: str, streams: list[
     if device == "cuda":
         torch.cuda.empty_cache()
     return out
+
+
+def timed_row(amp, n: int, vocab: int, device: str) -> dict:
+    """n streams of one 32-token prompt, NEW_TOKENS each: tokens/s and ms per step, prefill included."""
+    sync(device)
+    start = time.perf_counter()
+    done = amp.generate(prompt_token_ids=prompt_ids(3 + n, vocab), n=n, max_new_tokens=NEW_TOKENS,
+                        min_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, seed=n)
+    sync(device)
+    wall = time.perf_counter() - start
+    tokens = sum(len(c.token_ids) for c in done)
+    return {"streams": n, "tokens": tokens, "tokens_per_s": tokens / wall, "ms_per_step": wall / NEW_TOKENS * 1000}
 
 
 def batch_invariance(amp, vocab: int) -> dict:
@@ -291,14 +296,7 @@ def lora_rows(before: str, device: str, dtype: str, streams: list[int], max_seq_
         amp.generate(prompt_token_ids=prompt_ids(2, vocab), n=max(streams), max_new_tokens=8, min_new_tokens=8, seed=0)
         rows = []
         for n in streams:
-            sync(device)
-            start = time.perf_counter()
-            done = amp.generate(prompt_token_ids=prompt_ids(3 + n, vocab), n=n, max_new_tokens=NEW_TOKENS,
-                                min_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, seed=n)
-            sync(device)
-            wall = time.perf_counter() - start
-            tokens = sum(len(c.token_ids) for c in done)
-            rows.append({"streams": n, "tokens_per_s": tokens / wall, "ms_per_step": wall / NEW_TOKENS * 1000})
+            rows.append(timed_row(amp, n, vocab, device))
             log(f"  {name}, {n:>3} streams: {rows[-1]['ms_per_step']:.2f} ms/step, {rows[-1]['tokens_per_s']:,.0f} tokens/s")
         out[name] = {"rows": rows, "resident_gib_after_load": weights,
                      "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None}

@@ -48,7 +48,18 @@ def _prefill_inputs(prompts: list[list[int]], device) -> tuple[torch.Tensor, tor
     return ids.to(device), positions.to(device), width
 
 
-class StaticRunner:
+class _PromptFill:
+    """Prompts go in through the runner's own forward: one right-padded forward over all of them."""
+
+    @torch.inference_mode()
+    def prefill(self, first_row: int, prompts: list[list[int]]) -> None:
+        if not any(prompts):
+            return
+        ids, positions, width = _prefill_inputs(prompts, self.lm.device)
+        self._forward(ids, first_row, positions, width)
+
+
+class StaticRunner(_PromptFill):
     engine = "static"
 
     def __init__(self, lm: CausalLM, store: SlotKV):
@@ -63,13 +74,6 @@ class StaticRunner:
     def _forward(self, ids: torch.Tensor, first_row: int, positions: torch.Tensor, kv_len: int) -> torch.Tensor:
         batch = SlotBatch(self.store, first_row, positions, kv_len)
         return self.lm.hidden(ids, positions, batch.mask(), use_cache=False, diffamp_slots=batch)
-
-    @torch.inference_mode()
-    def prefill(self, first_row: int, prompts: list[list[int]]) -> None:
-        if not any(prompts):
-            return
-        ids, positions, width = _prefill_inputs(prompts, self.lm.device)
-        self._forward(ids, first_row, positions, width)
 
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor, kv_len: int) -> torch.Tensor:
         return self._decode(tokens, lengths, kv_len)
@@ -99,7 +103,7 @@ class SlotCache(Cache):
         return self.batch.kv_len
 
 
-class EagerRunner:
+class EagerRunner(_PromptFill):
     engine = "eager"
 
     def compile_decode(self) -> None:
@@ -130,13 +134,6 @@ class EagerRunner:
         batch = SlotBatch(self.store, first_row, positions, kv_len)
         cache = SlotCache(batch, len(self.store.keys))
         return self.lm.hidden(ids, positions, self._mask(batch), use_cache=True, **{self.lm.cache_argument: cache})
-
-    @torch.inference_mode()
-    def prefill(self, first_row: int, prompts: list[list[int]]) -> None:
-        if not any(prompts):
-            return
-        ids, positions, width = _prefill_inputs(prompts, self.lm.device)
-        self._forward(ids, first_row, positions, width)
 
     def decode(self, tokens: torch.Tensor, lengths: torch.Tensor, kv_len: int) -> torch.Tensor:
         hidden = self._forward(tokens.unsqueeze(-1), 0, lengths.unsqueeze(-1), kv_len)
