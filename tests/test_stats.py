@@ -73,6 +73,15 @@ def test_no_hits_never_gives_a_zero_width_interval():
     assert est.high >= wilson_interval(0, est.ess)[1] > 0.02  # no hits in ~90 effective samples: up to ~4%
 
 
+def test_hits_with_negligible_weight_do_not_give_a_zero_width_interval():
+    """6 hits of 1,000 samples, all where the target is e^-30 times less likely than the proposal (seen on the
+    LoRA demo in weights mode: the sweep printed 0.0000% [0.0000%, 0.0000%] at an ESS of 165)."""
+    log_target = [-30.0] * 6 + [0.0] * 994
+    est = importance_estimate(log_target, [0.0] * 1000, [True] * 6 + [False] * 994)
+    assert est.rate < 1e-12 and est.ess > 900
+    assert est.high >= wilson_interval(0, est.ess)[1] > 0.002
+
+
 def test_one_dominant_weight_gives_a_wide_interval_not_a_point():
     log_target = [0.0] + [-30.0] * 99
     log_proposal = [-30.0] + [0.0] * 99

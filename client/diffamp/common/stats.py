@@ -11,6 +11,10 @@ MIN_ESS = 100.0
 """Below this effective sample size an importance estimate is flagged and its interval widened."""
 
 
+MIN_EFFECTIVE_HITS = 5
+"""Below this many effective hits (or misses) the delta-method interval is not trusted on its own."""
+
+
 def wilson_interval(hits: float, n: float, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval for a binomial proportion (95% by default); (0, 1) when n is 0.
 
@@ -78,9 +82,10 @@ class ImportanceSums:
 
         The interval is the delta-method one for a ratio estimator, var = sum(w_i^2 (h_i - rate)^2) / (sum w)^2.
         That variance is 0 when no sample (or every sample) hit, and tiny when one weight dominates, so the
-        interval would collapse to a point exactly when it is least trustworthy. In those cases (no hits, no
-        misses, or ESS below min_ess) it is widened to cover a Wilson interval at the effective sample size
-        too: the uncertainty that so few effective samples deserve.
+        interval would collapse to a point exactly when it is least trustworthy. In those cases (fewer than
+        MIN_EFFECTIVE_HITS effective hits or misses, rate x ESS, which covers no hits, no misses and hits whose
+        weights are negligible; or ESS below min_ess) it is widened to cover a Wilson interval at the effective
+        sample size too: the uncertainty that so few effective samples deserve.
         """
         if self.n == 0:
             return WeightedEstimate(0.0, 0.0, 1.0, 0.0, 0)
@@ -90,7 +95,7 @@ class ImportanceSums:
         half = z * math.sqrt(max(var, 0.0))
         ess = self.w * self.w / self.w2
         low, high = rate - half, rate + half
-        if self.hits[test] in (0, self.n) or ess < min_ess:
+        if min(rate, 1 - rate) * ess < MIN_EFFECTIVE_HITS or ess < min_ess:
             wilson_low, wilson_high = wilson_interval(rate * ess, ess, z)
             low, high = min(low, wilson_low), max(high, wilson_high)
         return WeightedEstimate(rate, max(0.0, low), min(1.0, high), ess, self.n)
