@@ -21,7 +21,7 @@ from .errors import ShuttingDown, StreamStalled, WorkerUnavailable
 from .events import EventSink, SampleEvent
 from .metrics import NO_METRICS
 from .output import OutputProcessor
-from .replica import Replica, ReplicaInfo
+from .replica import Replica, ReplicaInfo, WorkerLost
 from .request import (EncodedPrompt, GenerateInput, Limits, PromptInput, SequenceRequest, to_request,
                       validate_compare, validate_generate)
 from .scheduler import RequestState, Scheduler
@@ -222,7 +222,7 @@ class Gateway:
         cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the worker's own exception
         message = f"model worker failed during a step ({type(cause).__name__}: {_first_line(cause)})"
         self.metrics.worker_restart(replica.id)
-        for state in self.scheduler.failed_call(replica.id):
+        for state in self.scheduler.failed_call(replica.id, worker_lost=isinstance(exc, WorkerLost)):
             log.error("replica %s: ending the request that failed the worker again when run alone", replica.id,
                       extra={"request_id": state.request_id})
             state.sink.fail(WorkerUnavailable(f"{message}; this request failed the worker again when retried alone, "

@@ -18,6 +18,11 @@ from .plan import BatchPlan, BatchResult
 from .workers import AfterWorker, BeforeWorker, PairWorker, WorkerSpec, actor_options
 
 
+class WorkerLost(Exception):
+    """A worker of the replica died or became unreachable during a call (killed, out of memory, its node lost),
+    as opposed to its step raising: the call may not have run at all."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ReplicaInfo:
     id: str
@@ -34,7 +39,8 @@ class Replica(Protocol):
     slots: int
 
     async def execute(self, plan: BatchPlan) -> BatchResult:
-        """Run one worker call; raises when the replica failed (its KV cache is then lost)."""
+        """Run one worker call; raises when the replica failed (its KV cache is then lost): WorkerLost when a
+        worker died or became unreachable, else the step's own error."""
 
     async def info(self) -> ReplicaInfo: ...
 
@@ -104,7 +110,12 @@ class RayReplica:
         await asyncio.gather(*(a.ping.remote() for a in self.actors))
 
     async def execute(self, plan: BatchPlan) -> BatchResult:
-        results = await asyncio.gather(*(a.execute.remote(plan) for a in self.actors))
+        from ray.exceptions import RayActorError
+
+        try:
+            results = await asyncio.gather(*(a.execute.remote(plan) for a in self.actors))
+        except RayActorError as exc:
+            raise WorkerLost(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
         return results[0]
 
     async def info(self) -> ReplicaInfo:

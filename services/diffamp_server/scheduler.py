@@ -6,9 +6,11 @@ front), admits waiting samples into the free rows and returns the BatchPlan; `sa
 names the sample each result row belongs to. Output (text, stop rules) is output.py's job.
 
 Failures: when a worker call fails, every request in it becomes a suspect and its samples return to the
-queue. Suspects are re-admitted one request at a time, alone among suspects on the replica; a request that
-fails again while it is the only suspect in the call is the cause, and the caller ends it. Everyone else
-continues.
+queue. Suspects are re-admitted one request at a time, alone among suspects on the replica; a request whose
+step raises again while it is the only suspect in the call is the cause, and the caller ends it. A worker
+that was lost (its process killed, out of memory, its node gone) proves less: a request is blamed only after
+LOST_ALONE_LIMIT such losses while it was the only suspect, since a worker killed from outside takes whichever
+request happens to run. Everyone else continues.
 
 Fairness: free rows go one at a time to the client holding the fewest rows across all replicas, and within
 that client to the request holding the fewest; ties go to the earliest. When a waiting request finds too few
@@ -30,6 +32,9 @@ from .events import EventSink
 from .output import OutputProcessor, SampleOutput
 from .plan import BatchPlan, Prefill, SamplingParams
 from .request import SequenceRequest
+
+LOST_ALONE_LIMIT = 3
+"""Worker losses while a request is the only suspect in the call before it is blamed for them."""
 
 
 class Sample:
@@ -71,6 +76,7 @@ class RequestState:
         self.cancelled = False
         self.released = 0
         self.failures = 0
+        self.losses_alone = 0
         self.suspect = False
         self.request_id = ""  # the RPC's, for logs (calls.py)
         self.admitted_at: float | None = None  # perf_counter time its first sample got a row
@@ -118,18 +124,21 @@ class Scheduler:
         del self.rows[replica], self.slots[replica], self.pending_moves[replica]
         self.retiring.discard(replica)
 
-    def failed_call(self, replica: str) -> list[RequestState]:
-        """Record that a call of `replica` failed; returns the requests found to cause it (see the module
-        docstring). Call before requeue()."""
+    def failed_call(self, replica: str, worker_lost: bool = False) -> list[RequestState]:
+        """Record that a call of `replica` failed, by an exception in its step or, with worker_lost, by losing
+        its worker; returns the requests found to cause it (see the module docstring). Call before requeue()."""
         in_call = {id(s.owner): s.owner for s in self.rows[replica] if not s.done}.values()
         suspects = [state for state in in_call if state.suspect]
-        guilty = []
         for state in in_call:
             state.failures += 1
             state.suspect = True
-        if len(suspects) == 1 and suspects[0].failures >= 2:
-            guilty.append(suspects[0])
-        return guilty
+        if len(suspects) != 1:
+            return []
+        [alone] = suspects
+        if not worker_lost:
+            return [alone]
+        alone.losses_alone += 1
+        return [alone] if alone.losses_alone >= LOST_ALONE_LIMIT else []
 
     def succeeded(self, replica: str, plan: BatchPlan) -> None:
         """A call went through: the requests in it are no longer suspects."""
