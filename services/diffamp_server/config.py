@@ -60,7 +60,8 @@ class ServerConfig:
     worker_cpus: float = field(default=1.0, metadata={"env": "DIFFAMP_WORKER_CPUS",
                                "help": "Ray CPUs each model actor reserves"})
     torch_threads: int = field(default=0, metadata={"env": "DIFFAMP_TORCH_THREADS",
-                               "help": "torch threads in each worker (0: every core it may use, within a container's CPU limit)"})
+                               "help": "torch threads in each worker (0: every core it may use, within a container's CPU limit; on "
+                                       "CPU with a local Ray, those cores divided among the workers it starts with)"})
     tokenizer_class: str = field(default="", metadata={"env": "DIFFAMP_TOKENIZER_CLASS",
                                  "help": "force a transformers tokenizer class, e.g. LlamaTokenizer"})
     trust_remote_code: bool = field(default=False, metadata={"env": "DIFFAMP_TRUST_REMOTE_CODE",

@@ -30,7 +30,8 @@ from .metrics import NO_METRICS, Metrics
 from .replica import RayPlacement
 from .replicas import ReplicaManager
 from .request import Limits
-from .resources import init_ray, logits_size, model_config, model_sources, plan_kv, resolve_placement
+from .resources import (init_ray, logits_size, model_config, model_sources, plan_kv, resolve_placement,
+                        worker_threads)
 from .servicer import AdminServicer, AmplificationServicer
 from .tokenizer_pair import TokenizerPair
 from .workers import WorkerSpec
@@ -118,7 +119,8 @@ async def _start(config: ServerConfig, started: float, metrics, metrics_port: in
     kv = plan_kv(config, device, after_cfg, before_cfg)
     spec = WorkerSpec(after=after_src, before=before_src, dtype=config.dtype, device=device,
                       max_batch_size=kv.slots, max_seq_len=kv.max_seq_len, shared_vocab=tokenizers.shared,
-                      eos_ids=tuple(sorted(tokenizers.eos_ids)), torch_threads=config.torch_threads,
+                      eos_ids=tuple(sorted(tokenizers.eos_ids)),
+                      torch_threads=worker_threads(config, placement, device),
                       adapter=config.adapter, engine=config.engine, compile=config.compile,
                       compile_cache_dir=config.compile_cache_dir,
                       decode_steps=config.decode_steps,

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ServerConfig
+from .config import ServerConfig, parse_replicas
 from .engine.kv_store import slot_bytes, slots_within_budget
 from .loading import ModelSource, context_length, resolve_dtype
 
@@ -103,3 +103,16 @@ def plan_kv(config: ServerConfig, device: str, after_cfg, before_cfg) -> KvPlan:
     per_slot = slot_bytes(after_cfg, length, dtype) + slot_bytes(before_cfg, length, dtype)
     slots = slots_within_budget(int(config.kv_cache_budget_mb * 2**20), per_slot, config.max_batch_size)
     return KvPlan(slots=slots, max_seq_len=length, bytes_per_slot=per_slot)
+
+
+def worker_threads(config: ServerConfig, placement: str, device: str) -> int:
+    """torch threads per model worker; 0 means every core the worker may use. On CPU with a local Ray every
+    worker of every replica runs on this machine, and workers that each take every core slow one another several
+    times over (two replicas on 2 cores: 5.6x slower than one), so the cores are divided among the workers the
+    server starts with."""
+    from .workers import available_cpus
+
+    if config.torch_threads or config.ray_address or device != "cpu":
+        return config.torch_threads
+    workers = (parse_replicas(config.replicas) or 1) * (2 if placement == "split" else 1)
+    return max(1, available_cpus() // workers) if workers > 1 else 0
