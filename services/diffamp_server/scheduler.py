@@ -75,7 +75,6 @@ class RequestState:
         self.resume: deque[Sample] = deque()
         self.cancelled = False
         self.released = 0
-        self.failures = 0
         self.losses_alone = 0
         self.suspect = False
         self.request_id = ""  # the RPC's, for logs (calls.py)
@@ -130,7 +129,6 @@ class Scheduler:
         in_call = {id(s.owner): s.owner for s in self.rows[replica] if not s.done}.values()
         suspects = [state for state in in_call if state.suspect]
         for state in in_call:
-            state.failures += 1
             state.suspect = True
         if len(suspects) != 1:
             return []
