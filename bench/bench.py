@@ -215,7 +215,8 @@ def main() -> int:
         server.terminate()
         server.wait(60)
     print(f"peak memory: gateway {memory['gateway_peak_rss_mb']:.0f} MB, worker {memory['worker_peak_rss_mb']:.0f} MB "
-          f"(KV caches {memory['kv_cache_mb']:.0f} MB); reference process {memory['reference_process_peak_rss_mb']:.0f} MB")
+          f"(KV caches {memory['kv_cache_mb']:.0f} MB); "
+          f"reference process {memory['reference_process_peak_rss_mb']:.0f} MB")
     print(json.dumps({"pair": args.pair, "max_new_tokens": args.max_new_tokens, "alpha": args.alpha,
                       "server_args": args.server_args, "server_start_s": start_s,
                       "diffamp": rows, "memory": memory}))

@@ -297,7 +297,8 @@ def lora_rows(before: str, device: str, dtype: str, streams: list[int], max_seq_
         rows = []
         for n in streams:
             rows.append(timed_row(amp, n, vocab, device))
-            log(f"  {name}, {n:>3} streams: {rows[-1]['ms_per_step']:.2f} ms/step, {rows[-1]['tokens_per_s']:,.0f} tokens/s")
+            log(f"  {name}, {n:>3} streams: {rows[-1]['ms_per_step']:.2f} ms/step, "
+                f"{rows[-1]['tokens_per_s']:,.0f} tokens/s")
         out[name] = {"rows": rows, "resident_gib_after_load": weights,
                      "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None}
         del amp
@@ -318,8 +319,8 @@ def main() -> int:
     parser.add_argument("--no-lora", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also the engine with torch.compile (inductor) under "
                         "its CUDA graphs, 1, 32 and 256 streams at --wide-seq-len")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip (bf16_vs_fp32, reference_ms_per_step, "
-                        "engine, engine_wide, service, lora)")
+    parser.add_argument("--skip", default="", help="comma-separated steps to skip (bf16_vs_fp32, "
+                        "reference_ms_per_step, engine, engine_wide, service, lora)")
     args = parser.parse_args()
     SHAPE = SHAPES["tiny" if args.tiny else "olmo1b"]
     device = args.device

@@ -90,7 +90,8 @@ def fairness(stub) -> dict:
 
 
 def _sweep(prompts, n) -> pb.SweepRequest:
-    return pb.SweepRequest(prompts=[pb.SweepPrompt(id=f"p{i}", prompt=messages.prompt(p)) for i, p in enumerate(prompts)],
+    return pb.SweepRequest(prompts=[pb.SweepPrompt(id=f"p{i}", prompt=messages.prompt(p))
+                                    for i, p in enumerate(prompts)],
                            alphas=[1.0], n=n, sampling=messages.sampling(max_new_tokens=4))
 
 

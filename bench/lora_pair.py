@@ -108,7 +108,8 @@ def main() -> int:
             row["latency_ratio"] = row["adapter"]["ms_per_token"] / row["full"]["ms_per_token"]
             rows.append(row)
             print(f"{concurrency:>3} streams: adapter pair {row['adapter']['tokens_per_s']:8.1f} tokens/s "
-                  f"{row['adapter']['ms_per_token']:6.2f} ms/token | two full models {row['full']['tokens_per_s']:8.1f} "
+                  f"{row['adapter']['ms_per_token']:6.2f} ms/token | "
+                  f"two full models {row['full']['tokens_per_s']:8.1f} "
                   f"tokens/s {row['full']['ms_per_token']:6.2f} ms/token | throughput {row['throughput_ratio']:.2f}x, "
                   f"latency {row['latency_ratio']:.2f}x", flush=True)
         loads = {"adapter": (adapter_dir, base_dir), "full": (merged_dir, base_dir)}

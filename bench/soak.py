@@ -56,7 +56,8 @@ def run_request(stub, req, cancel_after: int | None):
             return None, True
     for index, tokens in samples.items():
         if len(tokens) != counts.get(index, -1):
-            raise AssertionError(f"sample {index}: {len(tokens)} tokens streamed, completion_tokens {counts.get(index)}")
+            raise AssertionError(f"sample {index}: {len(tokens)} tokens streamed, "
+                                 f"completion_tokens {counts.get(index)}")
     return samples, False
 
 
@@ -132,7 +133,8 @@ def main() -> int:
     report = {**stats, "replicas": args.replicas, "workers_killed": len(kills), "replayed": len(completed),
               "replay_mismatches": mismatches,
               "live_after": info.live_sequences, "kv_tokens_after": info.kv_tokens_used,
-              "gateway_rss_mb": [memory_before[0], memory_after[0]], "worker_rss_mb": [memory_before[1], memory_after[1]],
+              "gateway_rss_mb": [memory_before[0], memory_after[0]],
+              "worker_rss_mb": [memory_before[1], memory_after[1]],
               "memory_growth": growth}
     print(f"{args.replicas} replicas, {len(kills)} workers killed; "
           f"{stats['requests']} requests ({stats['completed']} completed, {stats['cancelled']} cancelled, "

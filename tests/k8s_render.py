@@ -20,7 +20,8 @@ def render(directory: Path) -> list[dict]:
     spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
     allowed = {"apiVersion", "kind", "resources", "patches"}
     if set(spec) - allowed:
-        raise ValueError(f"{directory}: this renderer handles only {sorted(allowed)}, not {sorted(set(spec) - allowed)}")
+        raise ValueError(f"{directory}: this renderer handles only {sorted(allowed)}, "
+                         f"not {sorted(set(spec) - allowed)}")
     docs: list[dict] = []
     for entry in spec.get("resources", []):
         path = directory / entry

@@ -41,7 +41,8 @@ def test_cli_help_and_a_failed_call_work_without_server_dependencies():
 
 def test_a_failed_generate_without_a_server_says_how_to_start_one():
     """The helpful sentence without --wait too, not gRPC's raw "failed to connect to all addresses"."""
-    out = _run("import sys; from diffamp.cli import main; sys.exit(main(['generate', 'hi', '--server', '127.0.0.1:9']))")
+    out = _run("import sys; from diffamp.cli import main; "
+               "sys.exit(main(['generate', 'hi', '--server', '127.0.0.1:9']))")
     assert out.returncode == 1
     assert "no diffamp server answers at 127.0.0.1:9. Start one with `diffamp serve`" in out.stderr
     assert "failed to connect" not in out.stderr

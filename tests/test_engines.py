@@ -30,8 +30,8 @@ def _engine(pair, engine: str, padded: bool) -> tuple[PairEngine, TokenizerPair]
     runners = [load_runner(RunnerSpec(source=ModelSource(str(d)), dtype="float32", device="cpu", engine=engine,
                                       max_rows=ROWS, max_seq_len=128)) for d in pair]
     tokenizers = TokenizerPair.load(ModelSource(str(pair[0])), ModelSource(str(pair[1])), 10**6)
-    return PairEngine(TwoModels(*runners), shared=tokenizers.shared, eos_ids=tuple(sorted(tokenizers.eos_ids)), max_rows=ROWS,
-                      max_steps=STEPS, max_logprobs=4, pad_to_buckets=padded), tokenizers
+    return PairEngine(TwoModels(*runners), shared=tokenizers.shared, eos_ids=tuple(sorted(tokenizers.eos_ids)),
+                      max_rows=ROWS, max_steps=STEPS, max_logprobs=4, pad_to_buckets=padded), tokenizers
 
 
 def _requests(seed: int) -> list[SequenceRequest]:

@@ -57,5 +57,6 @@ def test_the_gateway_loads_no_client_rendering_or_cli_code():
 
 def test_the_worker_side_imports_no_grpc():
     out = _run_blocking(("grpc", "grpc_status", "grpc_health", "grpc_reflection", "google.rpc"),
-                        "import diffamp_server.workers, diffamp_server.engine.pair, diffamp_server.engine.split\nprint('ok')")
+                        "import diffamp_server.workers, diffamp_server.engine.pair, diffamp_server.engine.split\n"
+                        "print('ok')")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -212,7 +212,8 @@ class HealthProbe:
 
 
 def _sweep(prompts, n, alphas=(1.0,), **sampling):
-    return pb.SweepRequest(prompts=[pb.SweepPrompt(id=f"p{i}", prompt=messages.prompt(p)) for i, p in enumerate(prompts)],
+    return pb.SweepRequest(prompts=[pb.SweepPrompt(id=f"p{i}", prompt=messages.prompt(p))
+                                    for i, p in enumerate(prompts)],
                            alphas=list(alphas), n=n, sampling=messages.sampling(max_new_tokens=4, **sampling))
 
 

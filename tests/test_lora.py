@@ -35,7 +35,8 @@ def test_one_set_of_weights_and_a_lora_engine(amp, lora_pair):
     lm = amp.engine.models.runner.lm
     resident = sum(p.numel() * p.element_size() for p in lm.model.parameters())
     adapter = sum(p.numel() * p.element_size() for n, p in lm.model.named_parameters() if "lora_" in n)
-    one_model = sum(p.numel() * p.element_size() for p in AutoModelForCausalLM.from_pretrained(lora_pair[1]).parameters())
+    one_model = sum(p.numel() * p.element_size()
+                    for p in AutoModelForCausalLM.from_pretrained(lora_pair[1]).parameters())
     assert resident == one_model + adapter  # the base once, plus the adapter: not two models
     assert resident < 1.2 * one_model  # a rank-4 adapter on a 32-wide toy; real adapters are a fraction of a percent
 
@@ -147,7 +148,9 @@ def test_the_service_serves_a_lora_pair_and_sweeps_both_techniques(ray_cluster, 
         for i in range(4):  # at alpha 0 both techniques are the after model itself: the same samples
             assert by[(pb.AMPLIFICATION_MODE_LOGITS, 0.0, i)] == by[(pb.AMPLIFICATION_MODE_WEIGHTS, 0.0, i)]
         rows = items[-1].summary.rows
-        assert [(r.mode, r.alpha) for r in rows] == [(pb.AMPLIFICATION_MODE_LOGITS, 0.0), (pb.AMPLIFICATION_MODE_LOGITS, 1.0),
-                                                     (pb.AMPLIFICATION_MODE_WEIGHTS, 0.0), (pb.AMPLIFICATION_MODE_WEIGHTS, 1.0)]
+        assert [(r.mode, r.alpha) for r in rows] == [(pb.AMPLIFICATION_MODE_LOGITS, 0.0),
+                                                     (pb.AMPLIFICATION_MODE_LOGITS, 1.0),
+                                                     (pb.AMPLIFICATION_MODE_WEIGHTS, 0.0),
+                                                     (pb.AMPLIFICATION_MODE_WEIGHTS, 1.0)]
     finally:
         srv.stop()

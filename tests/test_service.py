@@ -127,7 +127,8 @@ def test_health_and_reflection(server):
     channel = grpc.insecure_channel(server.address)
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "diffamp.v1.AmplificationService"):
-        assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == health_pb2.HealthCheckResponse.SERVING
+        assert (health.Check(health_pb2.HealthCheckRequest(service=service)).status
+                == health_pb2.HealthCheckResponse.SERVING)
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
@@ -347,7 +348,8 @@ def _sweep_request(**overrides):
     fields = dict(prompts=[pb.SweepPrompt(id="a", prompt=messages.prompt("hello")),
                            pb.SweepPrompt(id="b", prompt=messages.prompt("the quick"))],
                   alphas=[0.0, 2.0], n=5, sampling=messages.sampling(max_new_tokens=6), seed=3,
-                  detectors=[pb.Detector(name="e", substring="E", ignore_case=True), pb.Detector(name="dot", regex=r"\.")])
+                  detectors=[pb.Detector(name="e", substring="E", ignore_case=True),
+                             pb.Detector(name="dot", regex=r"\.")])
     fields.update(overrides)
     return pb.SweepRequest(**fields)
 

@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_flags(g)
     g.add_argument("--json", action="store_true", help="one JSON object per finished sample")
     g.add_argument("--explain", action="store_true",
-                   help="mark each token by log p_after - log p_before (colour on a colour terminal, brackets elsewhere)")
+                   help="mark each token by log p_after - log p_before "
+                        "(colour on a colour terminal, brackets elsewhere)")
     _connection_flags(g)
     g.set_defaults(func=cmd_generate)
 
@@ -288,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(i)
     i.set_defaults(func=cmd_info)
 
-    rp = sub.add_parser("replicas", help="set how many model-pair replicas serve (needs the token if the server has one)")
+    rp = sub.add_parser("replicas",
+                        help="set how many model-pair replicas serve (needs the token if the server has one)")
     rp.add_argument("count", help="a count >= 1, or auto (as many as the cluster's GPUs hold)")
     _connection_flags(rp)
     rp.set_defaults(func=cmd_replicas)
@@ -309,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="many samples per prompt and alpha, detectors counted, with error bars")
     w.add_argument("--prompts", required=True, help="text file (one prompt a line) or JSONL with prompt/messages/id")
-    w.add_argument("--alphas", required=True, help="comma-separated; write --alphas=-1,0,0.5,1 when the list starts with a minus")
+    w.add_argument("--alphas", required=True,
+                   help="comma-separated; write --alphas=-1,0,0.5,1 when the list starts with a minus")
     w.add_argument("--n", type=int, required=True, help="samples per prompt and alpha")
     w.add_argument("--detector", action="append", default=[], metavar="NAME=TEXT|NAME=re:PATTERN",
                    help="a substring, or an RE2 regular expression after re:")

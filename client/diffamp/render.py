@@ -35,8 +35,8 @@ class SampleText:
                "finish_reason": self.finish_reason, "seed": self.seed}
         if with_logprobs:
             out["logprobs"] = [
-                {"token_id": lp.token_id, "token": lp.token, "amplified": lp.amplified, "after": lp.after, "before": lp.before,
-                 "sampled": lp.sampled, "kl_after_before": lp.kl_after_before,
+                {"token_id": lp.token_id, "token": lp.token, "amplified": lp.amplified, "after": lp.after,
+                 "before": lp.before, "sampled": lp.sampled, "kl_after_before": lp.kl_after_before,
                  "top": [{"token_id": t.token_id, "token": t.token, "logprob": t.logprob} for t in lp.top]}
                 for lp in self.logprobs
             ]
@@ -73,7 +73,8 @@ class Printer:
                 self.out.write(f"\n[{sample.finish_reason} · {sample.completion_tokens} tokens · seed {sample.seed}]\n")
                 self._logprobs(sample)
         elif chunk.finish_reason:
-            self.out.write(f"── sample {sample.index} · {sample.finish_reason} · {sample.completion_tokens} tokens ──\n")
+            self.out.write(f"── sample {sample.index} · {sample.finish_reason} · "
+                           f"{sample.completion_tokens} tokens ──\n")
             self.out.write(sample.text + "\n")
             self._logprobs(sample)
         self.out.flush()

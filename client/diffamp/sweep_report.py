@@ -36,7 +36,8 @@ def format_table(rows: list[SummaryRow]) -> str:
             est = f"{e.rate:.4%} [{e.low:.4%}, {e.high:.4%}]" + (" !" if e.warning else "")
             ess = f"{e.ess:.0f}"
         wilson = f"[{r.low:.3%}, {r.high:.3%}]"
-        lines.append((f"{r.mode:<8} " if modes else "") + f"{r.alpha:>7g}  {r.detector:<16} {f'{r.hits}/{r.n}':>12} {r.rate:>8.3%}  {wilson:<20}  "
+        lines.append((f"{r.mode:<8} " if modes else "")
+                     + f"{r.alpha:>7g}  {r.detector:<16} {f'{r.hits}/{r.n}':>12} {r.rate:>8.3%}  {wilson:<20}  "
                      f"{est:<32} {ess:>7}")
     warnings = {r.estimate.warning for r in rows if r.estimate and r.estimate.warning}
     lines += [f"! {w}" for w in sorted(warnings)]
@@ -58,5 +59,6 @@ def write_summary(rows: list[SummaryRow], output: str) -> tuple[str, str]:
         for r in rows:
             e = r.estimate
             est = (e.rate, e.low, e.high, e.ess, e.exact) if e else ("",) * 5
-            f.write(",".join(str(x) for x in (r.mode, r.alpha, r.detector, r.hits, r.n, r.rate, r.low, r.high, *est)) + "\n")
+            f.write(",".join(str(x) for x in (r.mode, r.alpha, r.detector, r.hits, r.n, r.rate, r.low, r.high, *est))
+                    + "\n")
     return json_path, csv_path

@@ -54,14 +54,16 @@ class ServerConfig:
     ray_num_cpus: int = field(default=0, metadata={"env": "DIFFAMP_RAY_NUM_CPUS",
                               "help": "CPUs of the local Ray instance (0: all)"})
     after_resources: str = field(default="", metadata={"env": "DIFFAMP_AFTER_RESOURCES",
-                                 "help": 'Ray custom resources the after (or colocated) actor needs, as JSON: {"gpu_a": 1}'})
+                                 "help": "Ray custom resources the after (or colocated) actor needs, "
+                                         'as JSON: {"gpu_a": 1}'})
     before_resources: str = field(default="", metadata={"env": "DIFFAMP_BEFORE_RESOURCES",
                                   "help": "Ray custom resources the before actor needs (split placement), as JSON"})
     worker_cpus: float = field(default=1.0, metadata={"env": "DIFFAMP_WORKER_CPUS",
                                "help": "Ray CPUs each model actor reserves"})
     torch_threads: int = field(default=0, metadata={"env": "DIFFAMP_TORCH_THREADS",
-                               "help": "torch threads in each worker (0: every core it may use, within a container's CPU limit; on "
-                                       "CPU with a local Ray, those cores divided among the workers it starts with)"})
+                               "help": "torch threads in each worker (0: every core it may use, within a container's "
+                                       "CPU limit; on CPU with a local Ray, those cores divided among the workers it "
+                                       "starts with)"})
     tokenizer_class: str = field(default="", metadata={"env": "DIFFAMP_TOKENIZER_CLASS",
                                  "help": "force a transformers tokenizer class, e.g. LlamaTokenizer"})
     trust_remote_code: bool = field(default=False, metadata={"env": "DIFFAMP_TRUST_REMOTE_CODE",

@@ -208,8 +208,8 @@ def _grpc_server(config: ServerConfig, gateway: Gateway, replicas: ReplicaManage
         AmplificationServicer(gateway, max_message_bytes=config.max_message_bytes), server)
     diffamp_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(gateway, replicas), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
-                                        server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     return server
 
 

@@ -165,7 +165,8 @@ def check_alpha(alpha: float, limits: Limits, name: str = "alpha") -> float:
     return alpha
 
 
-def resolve_sampling(s: SamplingInput, defaults: SamplingDefaults, limits: Limits, prefix: str = "sampling") -> Sampling:
+def resolve_sampling(s: SamplingInput, defaults: SamplingDefaults, limits: Limits,
+                     prefix: str = "sampling") -> Sampling:
     """Defaults applied, each option checked."""
     temperature = defaults.temperature if s.temperature is None else s.temperature
     _finite(f"{prefix}.temperature", temperature)
@@ -183,7 +184,8 @@ def resolve_sampling(s: SamplingInput, defaults: SamplingDefaults, limits: Limit
         raise InvalidArgument(f"{prefix}.max_new_tokens",
                               f"{max_new} leaves no room for a prompt in the context limit of {limits.max_seq_len}")
     if not 0 <= s.min_new_tokens <= max_new:
-        raise InvalidArgument(f"{prefix}.min_new_tokens", f"{s.min_new_tokens} is outside [0, max_new_tokens = {max_new}]")
+        raise InvalidArgument(f"{prefix}.min_new_tokens",
+                              f"{s.min_new_tokens} is outside [0, max_new_tokens = {max_new}]")
     if len(s.stop) > limits.request.max_stop_strings:
         raise InvalidArgument(f"{prefix}.stop", f"{len(s.stop)} stop strings exceeds the limit of "
                                                 f"{limits.request.max_stop_strings}")
@@ -197,7 +199,8 @@ def resolve_sampling(s: SamplingInput, defaults: SamplingDefaults, limits: Limit
                     min_new_tokens=s.min_new_tokens, stop=tuple(s.stop))
 
 
-def check_mode(mode: str, lora_layers: tuple[int, ...], limits: Limits, prefix: str = "") -> tuple[str, tuple[int, ...]]:
+def check_mode(mode: str, lora_layers: tuple[int, ...], limits: Limits,
+               prefix: str = "") -> tuple[str, tuple[int, ...]]:
     """Weights mode needs a LoRA pair; lora_layers go with weights mode only, each a distinct decoder layer."""
     if mode not in MODES:
         raise InvalidArgument(f"{prefix}mode", f"{mode!r} is not one of {', '.join(MODES)}")

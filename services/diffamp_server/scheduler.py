@@ -15,9 +15,9 @@ request happens to run. Everyone else continues.
 Fairness: free rows go one at a time to the client holding the fewest rows across all replicas, and within
 that client to the request holding the fewest; ties go to the earliest. When a waiting request finds too few
 rows free, requests holding more than their share give up their youngest rows, so a small request never
-waits for a big one's samples to finish. Rows of a client that is not reading are given up too. A request larger than the free rows is admitted in
-chunks, each prefilled once. Samples of a failed replica return to the queue and continue elsewhere from the
-tokens they already have.
+waits for a big one's samples to finish. Rows of a client that is not reading are given up too. A request
+larger than the free rows is admitted in chunks, each prefilled once. Samples of a failed replica return to the
+queue and continue elsewhere from the tokens they already have.
 """
 
 from __future__ import annotations

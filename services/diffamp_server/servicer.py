@@ -84,7 +84,8 @@ async def sweep_input(req: pb.SweepRequest, max_items: int, chunk: int = 256) ->
     return SweepInput(
         prompts=tuple(prompts), alphas=tuple(req.alphas), n=req.n, sampling=sampling_input(req.sampling),
         seed=req.seed,
-        detectors=tuple(DetectorInput(name=d.name, substring=d.substring if d.WhichOneof("test") == "substring" else None,
+        detectors=tuple(DetectorInput(name=d.name,
+                                      substring=d.substring if d.WhichOneof("test") == "substring" else None,
                                       regex=d.regex if d.WhichOneof("test") == "regex" else None,
                                       ignore_case=d.ignore_case) for d in req.detectors),
         completed=tuple((c.prompt_id, mode_name(c.mode), c.alpha, tuple((r.first, r.count) for r in c.ranges))

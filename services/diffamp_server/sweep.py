@@ -146,7 +146,8 @@ async def validate_sweep(inp: SweepInput, limits: Limits, max_message_bytes: int
 
 def _detectors(items: tuple[DetectorInput, ...], limits: Limits) -> tuple[detector_lib.Detector, ...]:
     if len(items) > limits.request.max_detectors:
-        raise InvalidArgument("detectors", f"{len(items)} detectors exceeds the limit of {limits.request.max_detectors}")
+        raise InvalidArgument("detectors",
+                              f"{len(items)} detectors exceeds the limit of {limits.request.max_detectors}")
     bad = first_bad_name(d.name for d in items)
     if bad:
         raise InvalidArgument(f"detectors[{bad[0]}].name", bad[1])

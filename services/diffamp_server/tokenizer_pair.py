@@ -48,7 +48,8 @@ class TokenizerPair:
         """Both tokenizers; refuses a pair whose maps disagree on an id both have, naming the first ones.
         logits_size is the smaller model's output size: ids past it cannot be sampled."""
         if one_sided not in ONE_SIDED_POLICIES:
-            raise ValueError(f"one-sided token policy must be one of {', '.join(ONE_SIDED_POLICIES)}; got {one_sided!r}")
+            raise ValueError(f"one-sided token policy must be one of {', '.join(ONE_SIDED_POLICIES)}; "
+                             f"got {one_sided!r}")
         after_tok, before_tok = load_tokenizer(after), load_tokenizer(before)
         after_ids, before_ids = id_to_token(after_tok), id_to_token(before_tok)
         report = compare_vocabs(after_ids, before_ids)

@@ -31,8 +31,9 @@ def slots_within_budget(budget_bytes: int, per_slot_bytes: int, max_batch_size: 
         return max_batch_size
     fitting = budget_bytes // per_slot_bytes
     if fitting < 1:
-        raise ValueError(f"the KV cache budget of {budget_bytes / 2**20:,.1f} MiB holds no slot: one slot of both models "
-                         f"takes {per_slot_bytes / 2**20:,.1f} MiB; raise the budget or lower --max-seq-len")
+        raise ValueError(f"the KV cache budget of {budget_bytes / 2**20:,.1f} MiB holds no slot: "
+                         f"one slot of both models takes {per_slot_bytes / 2**20:,.1f} MiB; "
+                         "raise the budget or lower --max-seq-len")
     return min(max_batch_size, fitting)
 
 

@@ -51,7 +51,8 @@ def load_runner(spec: RunnerSpec) -> ModelRunner:
     if problem is None:
         return StaticRunner(lm, store)
     if spec.engine == "static":
-        raise UnsupportedModel(f"{spec.source.model_id}: the static engine cannot run it: {problem}; use --engine eager")
+        raise UnsupportedModel(f"{spec.source.model_id}: the static engine cannot run it: {problem}; "
+                               "use --engine eager")
     log.warning("%s: using the eager engine: %s", spec.source.model_id, problem)
     lm.model.set_attn_implementation(_eager_attention(spec.source))
     return EagerRunner(lm, store)
