@@ -23,7 +23,7 @@ from pairs import demo_pair, random_pair  # noqa: E402
 from timing import median_ms  # noqa: E402
 
 from diffamp_server import Amplifier  # noqa: E402
-from diffamp_server.plan import SamplingParams, StepPlan, StepResult  # noqa: E402
+from diffamp_server.plan import StepPlan, StepResult  # noqa: E402
 
 
 def main() -> int:

@@ -9,7 +9,6 @@ logprobs, batches smaller than their bucket.
 import random
 
 import pytest
-import torch
 
 from diffamp_server.engine.decode_step import StepKind
 from diffamp_server.engine.loader import RunnerSpec, load_runner

@@ -1,7 +1,6 @@
 """TLS and bearer-token auth end to end with the CLI, and a fuzz of garbage requests."""
 
 import logging
-import math
 import re
 import subprocess
 import sys
