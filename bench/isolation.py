@@ -33,21 +33,7 @@ from diffamp.v1 import diffamp_pb2 as pb  # noqa: E402
 from diffamp.v1 import diffamp_pb2_grpc  # noqa: E402
 
 TRIES = 5
-PROBE = """
-import sys, threading, time
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(sys.argv[1]))
-stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
-print("ready", flush=True)
-stop = threading.Event()
-threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-while not stop.is_set():
-    started = time.perf_counter()
-    stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
-    print(time.perf_counter() - started, flush=True)
-    time.sleep(0.02)
-"""
+PROBE = str(Path(__file__).parent / "health_probe.py")
 
 
 def _generate(text, **sampling) -> pb.GenerateRequest:
@@ -110,7 +96,7 @@ def health_latency(address, stub) -> dict:
         _sweep(["What is the capital of France?"], 1_000_000),
         _sweep([f"What is {i} plus {i}?" for i in range(60_000)], 1),
     ]
-    probe = subprocess.Popen([sys.executable, "-c", PROBE, address], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    probe = subprocess.Popen([sys.executable, PROBE, address], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
     assert probe.stdout.readline().strip() == "ready"
     try:

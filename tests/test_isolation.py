@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -179,21 +180,7 @@ def test_a_client_that_never_reads_costs_bounded_memory_and_no_one_else_waits(se
 
 
 # -- 3. request checks never freeze the event loop ----------------------------------------------------------------
-PROBE = """
-import sys, threading, time
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(sys.argv[1]))
-stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
-print("ready", flush=True)
-stop = threading.Event()
-threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-while not stop.is_set():
-    started = time.perf_counter()
-    stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
-    print(time.perf_counter() - started, flush=True)
-    time.sleep(0.02)
-"""
+PROBE = str(Path(__file__).resolve().parent.parent / "bench" / "health_probe.py")
 
 
 class HealthProbe:
@@ -201,7 +188,7 @@ class HealthProbe:
     each answer's latency."""
 
     def __init__(self, address):
-        self.proc = subprocess.Popen([sys.executable, "-c", PROBE, address], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, PROBE, address], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
 
