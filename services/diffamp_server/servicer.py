@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 from diffamp.common.sweep import SummaryRow, SweepRecord
 from diffamp.v1 import diffamp_pb2 as pb
 from diffamp.v1 import diffamp_pb2_grpc
 
+from . import clients
 from .calls import current_call
 from .errors import InvalidArgument
 from .events import FINISH_LENGTH, FINISH_STOP, FINISH_STOP_STRING, SampleEvent
@@ -94,12 +94,9 @@ async def sweep_input(req: pb.SweepRequest, max_items: int, chunk: int = 256) ->
 
 
 def client_key(context) -> str:
-    """Whom fairness counts a request against: the bearer token when there is one, else the peer's address."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            return "token:" + hashlib.sha256(value.encode()).hexdigest()[:12]
-    peer = context.peer() or ""
-    return peer.rsplit(":", 1)[0] if peer.count(":") > 1 else peer
+    """Whom fairness counts a request against (clients.client_key)."""
+    authorization = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
+    return clients.client_key(authorization, context.peer() or "")
 
 
 class AmplificationServicer(diffamp_pb2_grpc.AmplificationServiceServicer):

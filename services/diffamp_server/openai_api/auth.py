@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from starlette.requests import Request
 
+from .. import clients
+from ..clients import peer_of
 from .errors import HttpError, error_response
 
 OPEN_PATHS = ("/health",)
@@ -15,12 +16,9 @@ OPEN_PATHS = ("/health",)
 
 
 def client_key(request: Request) -> str:
-    """Whom fairness counts a request against, as servicer.client_key: the token when there is one (the same
-    key as over gRPC), else the client's address."""
-    auth = request.headers.get("authorization")
-    if auth:
-        return "token:" + hashlib.sha256(auth.encode()).hexdigest()[:12]
-    return request.client.host if request.client else ""
+    """Whom fairness counts a request against (clients.client_key): the same key as over gRPC."""
+    peer = peer_of(request.client.host, request.client.port) if request.client else ""
+    return clients.client_key(request.headers.get("authorization"), peer)
 
 
 class BearerAuth:

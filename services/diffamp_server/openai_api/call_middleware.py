@@ -14,6 +14,7 @@ import asyncio
 import logging
 
 from ..calls import REQUEST_ID_KEY, Call, accepted_request_id
+from ..clients import peer_of
 from ..metrics import NO_METRICS
 from .errors import CLIENT_LEFT, HttpError, grpc_code
 
@@ -31,12 +32,9 @@ def rpc_of(path: str) -> str | None:
 
 
 def peer(scope) -> str:
-    """The client's address as gRPC writes a peer (ipv4:HOST:PORT, ipv6:[HOST]:PORT), so log lines match."""
+    """The client's address as gRPC writes a peer, so log lines match."""
     client = scope.get("client")
-    if not client:
-        return ""
-    host, port = client[0], client[1]
-    return f"ipv6:[{host}]:{port}" if ":" in host else f"ipv4:{host}:{port}"
+    return peer_of(client[0], client[1]) if client else ""
 
 
 class Exchange:
